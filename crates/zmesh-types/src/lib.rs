@@ -1,0 +1,12 @@
+//! Identifiers, capabilities, versions and protocol constants shared by every zmesh crate.
+//!
+//! Nothing here does I/O; everything is plain data with total, panic-free constructors.
+
+mod caps;
+pub mod constants;
+mod id;
+mod version;
+
+pub use caps::Capabilities;
+pub use id::{Distance, Key256, NodeId, ParseKeyError};
+pub use version::{ParseVersionError, ProtocolVersion};
