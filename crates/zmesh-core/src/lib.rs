@@ -1,1 +1,11 @@
+//! Sans-IO state machines of zmesh's protocols.
+//!
+//! Each machine takes `now` and inputs and returns what to send and when to wake up; a driver
+//! in `zmesh-node` owns the sockets and timers. Everything here is deterministic and testable
+//! without a network or a real clock.
 
+pub mod handshake;
+pub mod keepalive;
+pub mod limits;
+pub mod lookup;
+pub mod pex;

@@ -149,9 +149,8 @@ mod tests {
             prop_assert_eq!(a.distance(&a), Distance([0; 32]));
             // Unidirectionality: for a fixed point and distance there is exactly one partner.
             let d = a.distance(&b);
-            let mut back = [0u8; 32];
-            for i in 0..32 { back[i] = a.0[i] ^ d.0[i]; }
-            prop_assert_eq!(Key256(back), b);
+            let back = Key256(std::array::from_fn(|i| a.0[i] ^ d.0[i]));
+            prop_assert_eq!(back, b);
         }
     }
 }
