@@ -4,7 +4,8 @@ set -euo pipefail
 
 FUZZ_SECONDS="${FUZZ_SECONDS:-20}"
 fuzz_dir="$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)"
-# cargo fuzz looks for ./fuzz from the project root.
+# Run from the project root, as cargo fuzz expects; --fuzz-dir below names this directory
+# explicitly so the run does not depend on how cargo fuzz locates it.
 cd "$fuzz_dir/.."
 
 mapfile -t targets < <(
@@ -25,8 +26,8 @@ for target in "${targets[@]}"; do
     echo "==> $target (${FUZZ_SECONDS}s)"
     log="$log_dir/$target.log"
     status=0
-    RUSTC_BOOTSTRAP=1 cargo fuzz run "$target" -- -max_total_time="$FUZZ_SECONDS" \
-        >"$log" 2>&1 || status=$?
+    RUSTC_BOOTSTRAP=1 cargo fuzz run --fuzz-dir "$fuzz_dir" "$target" \
+        -- -max_total_time="$FUZZ_SECONDS" >"$log" 2>&1 || status=$?
     # libFuzzer's closing line, e.g. "Done 1234567 runs in 21 second(s)".
     summary="$(grep -E '^Done [0-9]+ runs' "$log" | tail -n 1 || true)"
     if [[ $status -ne 0 ]]; then

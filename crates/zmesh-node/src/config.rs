@@ -1,0 +1,436 @@
+//! Node configuration: `DIR/zmesh.toml`. Every key is optional; [`DEFAULT_CONFIG`] is the
+//! documented file `zmesh node init` writes, and a test keeps it equal to [`NodeConfig::default`].
+
+use std::fmt;
+use std::net::SocketAddr;
+use std::str::FromStr;
+use std::time::Duration;
+
+use libp2p::Multiaddr;
+use serde::{Deserialize, Deserializer, Serialize, Serializer};
+use zmesh_types::ProtocolVersion;
+use zmesh_types::constants::SUPPORTED_VERSIONS;
+
+use crate::NodeError;
+
+/// The file `zmesh node init` writes: every key, its default, and what it does.
+pub const DEFAULT_CONFIG: &str = r#"# zmesh Full Node configuration.
+# Every key is optional: the values below are the defaults. Durations take a unit:
+# "250ms", "30s", "10m", "1h". Override any key from the command line with
+# `--set section.key=value` (e.g. `--set keepalive.ping_interval=1s`).
+
+[node]
+# A name for logs and the status API; it is not sent to other nodes.
+name = ""
+
+[network]
+# Multiaddrs to listen on: TCP and QUIC.
+listen = ["/ip4/0.0.0.0/tcp/4001", "/ip4/0.0.0.0/udp/4001/quic-v1"]
+# Peers to join the mesh through: multiaddrs ending in /p2p/<peer id>.
+bootstrap = []
+# Protocol versions offered in the handshake (MAJOR.MINOR). The highest version both sides
+# speak with the same MAJOR is used; leave as is unless testing interoperability.
+protocol_versions = ["1.0"]
+# How long a new connection may take to complete the zmesh handshake.
+handshake_timeout = "10s"
+# How long to wait between attempts to reach the bootstrap peers while no peer is connected.
+bootstrap_retry = "5s"
+
+[api]
+# Address of the local HTTP API. Keep it on loopback: it is unauthenticated.
+listen = "127.0.0.1:7070"
+
+[dht]
+# Take part in the Kademlia DHT (server mode, k = 20, alpha = 3).
+enabled = true
+# How often to refresh the routing table's buckets.
+refresh_interval = "5m"
+# How long a peer may take to answer one lookup request.
+request_timeout = "10s"
+
+[keepalive]
+# PING every interval plus a random 0..=jitter, so peers do not ping in step.
+ping_interval = "30s"
+ping_jitter = "5s"
+# A PING unanswered this long is a miss; max_missed misses in a row mean the peer is dead.
+pong_timeout = "10s"
+max_missed = 3
+
+[limits]
+# Connections allowed per remote peer, in total, per remote IP (inbound), and still being set up.
+max_per_peer = 3
+max_total = 200
+max_per_ip = 5
+max_pending = 20
+
+[pex]
+# Exchange known peers with other nodes.
+enabled = true
+# Ask other nodes not to share this node's address (privacy opt-out).
+private = false
+# How often to ask connected peers for more peers.
+interval = "5m"
+# A peer may ask this node at most once per this interval.
+min_request_interval = "1m"
+# Only peers connected at least this long, and heard from within max_silence, are shared.
+min_uptime = "10m"
+max_silence = "1h"
+
+[log]
+# Log filter (tracing EnvFilter syntax); RUST_LOG overrides it.
+level = "info"
+"#;
+
+/// A duration written with a unit in the config: "250ms", "30s", "10m", "1h".
+#[derive(Clone, Copy, PartialEq, Eq, Debug)]
+pub struct ConfigDuration(pub Duration);
+
+impl FromStr for ConfigDuration {
+    type Err = String;
+
+    fn from_str(s: &str) -> Result<Self, Self::Err> {
+        let s = s.trim();
+        let split = s.find(|c: char| !c.is_ascii_digit()).unwrap_or(s.len());
+        let (number, unit) = s.split_at(split);
+        let n: u64 = number.parse().map_err(|_| {
+            format!("invalid duration {s:?}: expected e.g. \"500ms\", \"30s\", \"10m\"")
+        })?;
+        let d = match unit {
+            "ms" => Duration::from_millis(n),
+            "s" => Duration::from_secs(n),
+            "m" => Duration::from_secs(n * 60),
+            "h" => Duration::from_secs(n * 3600),
+            _ => return Err(format!("invalid duration {s:?}: the unit must be ms, s, m or h")),
+        };
+        Ok(ConfigDuration(d))
+    }
+}
+
+impl fmt::Display for ConfigDuration {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        let ms = self.0.as_millis();
+        match ms {
+            ms if ms % 3_600_000 == 0 && ms > 0 => write!(f, "{}h", ms / 3_600_000),
+            ms if ms % 60_000 == 0 && ms > 0 => write!(f, "{}m", ms / 60_000),
+            ms if ms % 1000 == 0 => write!(f, "{}s", ms / 1000),
+            ms => write!(f, "{ms}ms"),
+        }
+    }
+}
+
+impl Serialize for ConfigDuration {
+    fn serialize<S: Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        s.collect_str(self)
+    }
+}
+
+impl<'de> Deserialize<'de> for ConfigDuration {
+    fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        String::deserialize(d)?.parse().map_err(serde::de::Error::custom)
+    }
+}
+
+fn secs(n: u64) -> ConfigDuration {
+    ConfigDuration(Duration::from_secs(n))
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, Default)]
+#[serde(default, deny_unknown_fields)]
+pub struct NodeConfig {
+    pub node: NodeSection,
+    pub network: NetworkSection,
+    pub api: ApiSection,
+    pub dht: DhtSection,
+    pub keepalive: KeepAliveSection,
+    pub limits: LimitsSection,
+    pub pex: PexSection,
+    pub log: LogSection,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, Default)]
+#[serde(default, deny_unknown_fields)]
+pub struct NodeSection {
+    pub name: String,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct NetworkSection {
+    pub listen: Vec<Multiaddr>,
+    pub bootstrap: Vec<Multiaddr>,
+    pub protocol_versions: Vec<ProtocolVersion>,
+    pub handshake_timeout: ConfigDuration,
+    pub bootstrap_retry: ConfigDuration,
+}
+
+impl Default for NetworkSection {
+    fn default() -> Self {
+        NetworkSection {
+            listen: vec![
+                "/ip4/0.0.0.0/tcp/4001".parse().expect("valid multiaddr"),
+                "/ip4/0.0.0.0/udp/4001/quic-v1".parse().expect("valid multiaddr"),
+            ],
+            bootstrap: Vec::new(),
+            protocol_versions: SUPPORTED_VERSIONS.to_vec(),
+            handshake_timeout: secs(10),
+            bootstrap_retry: secs(5),
+        }
+    }
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct ApiSection {
+    pub listen: SocketAddr,
+}
+
+impl Default for ApiSection {
+    fn default() -> Self {
+        ApiSection { listen: SocketAddr::from(([127, 0, 0, 1], 7070)) }
+    }
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct DhtSection {
+    pub enabled: bool,
+    pub refresh_interval: ConfigDuration,
+    pub request_timeout: ConfigDuration,
+}
+
+impl Default for DhtSection {
+    fn default() -> Self {
+        DhtSection { enabled: true, refresh_interval: secs(300), request_timeout: secs(10) }
+    }
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct KeepAliveSection {
+    pub ping_interval: ConfigDuration,
+    pub ping_jitter: ConfigDuration,
+    pub pong_timeout: ConfigDuration,
+    pub max_missed: u32,
+}
+
+impl Default for KeepAliveSection {
+    fn default() -> Self {
+        KeepAliveSection {
+            ping_interval: secs(30),
+            ping_jitter: secs(5),
+            pong_timeout: secs(10),
+            max_missed: 3,
+        }
+    }
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct LimitsSection {
+    pub max_per_peer: u32,
+    pub max_total: u32,
+    pub max_per_ip: u32,
+    pub max_pending: u32,
+}
+
+impl Default for LimitsSection {
+    fn default() -> Self {
+        let d = zmesh_core::limits::LimitsConfig::default();
+        LimitsSection {
+            max_per_peer: d.max_per_peer,
+            max_total: d.max_total,
+            max_per_ip: d.max_per_ip,
+            max_pending: d.max_pending,
+        }
+    }
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct PexSection {
+    pub enabled: bool,
+    pub private: bool,
+    pub interval: ConfigDuration,
+    pub min_request_interval: ConfigDuration,
+    pub min_uptime: ConfigDuration,
+    pub max_silence: ConfigDuration,
+}
+
+impl Default for PexSection {
+    fn default() -> Self {
+        PexSection {
+            enabled: true,
+            private: false,
+            interval: secs(300),
+            min_request_interval: secs(60),
+            min_uptime: secs(600),
+            max_silence: secs(3600),
+        }
+    }
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct LogSection {
+    pub level: String,
+}
+
+impl Default for LogSection {
+    fn default() -> Self {
+        LogSection { level: "info".into() }
+    }
+}
+
+impl NodeConfig {
+    /// Parses a config file's text.
+    pub fn parse(text: &str) -> Result<Self, NodeError> {
+        let config: NodeConfig =
+            toml::from_str(text).map_err(|e| NodeError::Config(e.message().to_string()))?;
+        config.validate()?;
+        Ok(config)
+    }
+
+    /// Rejects values that parse but cannot work.
+    pub fn validate(&self) -> Result<(), NodeError> {
+        let bad = |m: &str| Err(NodeError::Config(m.to_string()));
+        if self.network.protocol_versions.is_empty() {
+            return bad("network.protocol_versions must list at least one version");
+        }
+        if self.network.protocol_versions.len() > zmesh_wire::control::MAX_VERSIONS {
+            return bad("network.protocol_versions lists too many versions (at most 16)");
+        }
+        if self.keepalive.max_missed == 0 {
+            return bad("keepalive.max_missed must be at least 1");
+        }
+        if self.keepalive.ping_interval.0.is_zero() || self.keepalive.pong_timeout.0.is_zero() {
+            return bad("keepalive.ping_interval and keepalive.pong_timeout must be above zero");
+        }
+        let l = &self.limits;
+        if l.max_per_peer == 0 || l.max_total == 0 || l.max_per_ip == 0 || l.max_pending == 0 {
+            return bad("every limits.* value must be at least 1");
+        }
+        for addr in &self.network.bootstrap {
+            if !matches!(addr.iter().last(), Some(libp2p::multiaddr::Protocol::P2p(_))) {
+                return Err(NodeError::Config(format!(
+                    "bootstrap address {addr} must end in /p2p/<peer id>"
+                )));
+            }
+        }
+        Ok(())
+    }
+
+    pub fn keepalive(&self) -> zmesh_core::keepalive::KeepAliveConfig {
+        zmesh_core::keepalive::KeepAliveConfig {
+            interval: self.keepalive.ping_interval.0,
+            jitter: self.keepalive.ping_jitter.0,
+            pong_timeout: self.keepalive.pong_timeout.0,
+            max_missed: self.keepalive.max_missed,
+        }
+    }
+
+    pub fn limits(&self) -> zmesh_core::limits::LimitsConfig {
+        zmesh_core::limits::LimitsConfig {
+            max_per_peer: self.limits.max_per_peer,
+            max_total: self.limits.max_total,
+            max_per_ip: self.limits.max_per_ip,
+            max_pending: self.limits.max_pending,
+        }
+    }
+
+    pub fn pex_policy(&self) -> zmesh_core::pex::PexPolicy {
+        zmesh_core::pex::PexPolicy {
+            max_peers: zmesh_types::constants::PEX_MAX_PEERS,
+            min_uptime: self.pex.min_uptime.0,
+            max_silence: self.pex.max_silence.0,
+            min_request_interval: self.pex.min_request_interval.0,
+        }
+    }
+}
+
+/// Sets `key` (dotted, e.g. `keepalive.ping_interval`) to `value` in a config file's text,
+/// keeping its comments. `value` is read as TOML (`3`, `true`, `["a"]`) and, failing that, as
+/// a string. The result must still be a valid config.
+pub fn set_key(text: &str, key: &str, value: &str) -> Result<String, NodeError> {
+    let mut doc: toml_edit::DocumentMut =
+        text.parse().map_err(|e: toml_edit::TomlError| NodeError::Config(e.to_string()))?;
+    let parts: Vec<&str> = key.split('.').collect();
+    let (last, sections) = parts
+        .split_last()
+        .filter(|(l, _)| !l.is_empty())
+        .ok_or_else(|| NodeError::Config(format!("invalid key {key:?}: expected section.key")))?;
+    let parsed: toml_edit::Value = value.parse().unwrap_or_else(|_| toml_edit::Value::from(value));
+    let mut table = doc.as_table_mut();
+    for section in sections {
+        let entry =
+            table.entry(section).or_insert_with(|| toml_edit::Item::Table(toml_edit::Table::new()));
+        table = entry
+            .as_table_mut()
+            .ok_or_else(|| NodeError::Config(format!("{section} in {key:?} is not a section")))?;
+    }
+    match table.get_mut(last).and_then(|item| item.as_value_mut()) {
+        Some(existing) => {
+            // Keep the comment that documents the key.
+            let decor = existing.decor().clone();
+            *existing = parsed;
+            *existing.decor_mut() = decor;
+        }
+        None => {
+            table.insert(last, toml_edit::value(parsed));
+        }
+    }
+    let out = doc.to_string();
+    NodeConfig::parse(&out).map_err(|e| NodeError::Config(format!("--set {key}={value}: {e}")))?;
+    Ok(out)
+}
+
+/// Splits `KEY=VALUE` as given to `--set`.
+pub fn split_assignment(arg: &str) -> Result<(&str, &str), NodeError> {
+    arg.split_once('=')
+        .filter(|(k, _)| !k.trim().is_empty())
+        .map(|(k, v)| (k.trim(), v.trim()))
+        .ok_or_else(|| NodeError::Config(format!("--set expects KEY=VALUE, got {arg:?}")))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn documented_file_is_the_default() {
+        assert_eq!(NodeConfig::parse(DEFAULT_CONFIG).unwrap(), NodeConfig::default());
+        assert_eq!(NodeConfig::parse("").unwrap(), NodeConfig::default());
+    }
+
+    #[test]
+    fn set_key_keeps_comments_and_validates() {
+        let out = set_key(DEFAULT_CONFIG, "keepalive.ping_interval", "1s").unwrap();
+        assert!(out.contains("# PING every interval"));
+        let c = NodeConfig::parse(&out).unwrap();
+        assert_eq!(c.keepalive.ping_interval.0, Duration::from_secs(1));
+        let out = set_key(&out, "limits.max_per_ip", "50").unwrap();
+        assert_eq!(NodeConfig::parse(&out).unwrap().limits.max_per_ip, 50);
+        let out = set_key(&out, "network.listen", r#"["/ip4/127.0.0.1/tcp/0"]"#).unwrap();
+        assert_eq!(NodeConfig::parse(&out).unwrap().network.listen.len(), 1);
+        assert!(set_key(DEFAULT_CONFIG, "keepalive.no_such_key", "1").is_err());
+        assert!(set_key(DEFAULT_CONFIG, "keepalive.ping_interval", "fast").is_err());
+        assert!(set_key(DEFAULT_CONFIG, "limits.max_total", "0").is_err());
+    }
+
+    #[test]
+    fn durations_parse_and_print() {
+        for (s, d) in [("250ms", 250), ("30s", 30_000), ("10m", 600_000), ("1h", 3_600_000)] {
+            let parsed: ConfigDuration = s.parse().unwrap();
+            assert_eq!(parsed.0, Duration::from_millis(d));
+            assert_eq!(parsed.to_string(), s);
+        }
+        assert!("10".parse::<ConfigDuration>().is_err());
+        assert!("s".parse::<ConfigDuration>().is_err());
+        assert!("5d".parse::<ConfigDuration>().is_err());
+    }
+
+    #[test]
+    fn bootstrap_needs_a_peer_id() {
+        let text = "[network]\nbootstrap = [\"/ip4/127.0.0.1/tcp/1\"]\n";
+        assert!(NodeConfig::parse(text).is_err());
+    }
+}
