@@ -70,7 +70,13 @@ impl LocalOffer {
     pub fn hello(&self) -> Hello {
         Hello {
             versions: self.versions.clone(),
-            min_version: self.versions.iter().copied().min().unwrap_or(ProtocolVersion(0)),
+            // Offering M.m means speaking M.0 through M.m, so the floor is the lowest MAJOR's .0.
+            min_version: self
+                .versions
+                .iter()
+                .map(|v| ProtocolVersion::new(v.major(), 0))
+                .min()
+                .unwrap_or(ProtocolVersion(0)),
             capabilities: self.capabilities,
             features: self.features.clone(),
         }
@@ -177,6 +183,23 @@ mod tests {
         assert_eq!(ack.status, HelloStatus::VersionMismatch);
         assert!(matches!(result, Err(HandshakeError::VersionMismatch { .. })));
         assert!(matches!(client.accept(&ack), Err(HandshakeError::VersionMismatch { .. })));
+    }
+
+    #[test]
+    fn a_higher_minor_client_meets_an_older_server() {
+        let client = LocalOffer {
+            versions: vs(&["1.3"]),
+            capabilities: Capabilities::DHT,
+            features: vec![],
+        };
+        let server = LocalOffer {
+            versions: vs(&["1.0"]),
+            capabilities: Capabilities::DHT,
+            features: vec![],
+        };
+        let (ack, server_side) = server.answer(&client.hello());
+        assert_eq!(server_side.unwrap().version, v("1.0"));
+        assert_eq!(client.accept(&ack).unwrap().version, v("1.0"));
     }
 
     #[test]

@@ -77,8 +77,9 @@ min_uptime = "10m"
 max_silence = "1h"
 
 [log]
-# Log filter (tracing EnvFilter syntax); RUST_LOG overrides it.
-level = "info"
+# Log filter (tracing EnvFilter syntax); RUST_LOG overrides it. libp2p's Kademlia warns about
+# routine start-up conditions (e.g. an empty routing table), so it is quieter by default.
+level = "info,libp2p_kad=error"
 "#;
 
 /// A duration written with a unit in the config: "250ms", "30s", "10m", "1h".
@@ -277,7 +278,7 @@ pub struct LogSection {
 
 impl Default for LogSection {
     fn default() -> Self {
-        LogSection { level: "info".into() }
+        LogSection { level: "info,libp2p_kad=error".into() }
     }
 }
 

@@ -11,7 +11,7 @@ use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 use futures::channel::mpsc;
 use futures::future::BoxFuture;
-use futures::{AsyncReadExt, FutureExt, SinkExt, StreamExt};
+use futures::{AsyncReadExt, AsyncWriteExt, FutureExt, SinkExt, StreamExt};
 use libp2p::core::transport::PortUse;
 use libp2p::core::upgrade::ReadyUpgrade;
 use libp2p::core::{Endpoint, Multiaddr};
@@ -318,6 +318,16 @@ async fn server_handshake(stream: &mut Stream, offer: &LocalOffer) -> Result<Neg
     };
     let (ack, result) = offer.answer(&hello);
     write_frame(stream, &ControlFrame::HelloAck(ack)).await.map_err(|e| e.to_string())?;
+    if result.is_err() {
+        // Let the refusal reach the client before the connection closes: half-close, then give
+        // the client a moment to read it and close its side.
+        let _ = stream.close().await;
+        let mut sink = [0u8; 64];
+        let _ = tokio::time::timeout(Duration::from_secs(1), async {
+            while matches!(stream.read(&mut sink).await, Ok(n) if n > 0) {}
+        })
+        .await;
+    }
     result.map_err(|e: HandshakeError| e.to_string())
 }
 

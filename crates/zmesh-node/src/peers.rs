@@ -98,8 +98,9 @@ pub struct PeerTable {
     dead: VecDeque<DeadPeer>,
     /// Peers learned through PEX, dialled, not yet verified by a handshake.
     pub pex_candidates: HashMap<PeerId, Instant>,
-    /// Peers whose last connection dropped; dialled once to tell a restart from a death.
-    pub probing: HashMap<PeerId, String>,
+    /// Peers whose last connection dropped, dialled once to tell a broken connection from a
+    /// death: why it dropped, and since when.
+    pub probing: HashMap<PeerId, (String, Instant)>,
 }
 
 pub fn unix_ms() -> u64 {
@@ -163,11 +164,16 @@ impl PeerTable {
         );
     }
 
-    /// Forgets a connection; returns the peer's info if it was its last one.
+    /// Forgets a connection. If it was the peer's last one, forgets the peer and returns its
+    /// info as it was before the close (that connection included), so callers can still ask
+    /// whether it was active and where it listened.
     pub fn connection_closed(&mut self, peer: &PeerId, id: ConnectionId) -> Option<PeerInfo> {
         let info = self.peers.get_mut(peer)?;
+        if info.connections.len() == 1 && info.connections.contains_key(&id) {
+            return self.peers.remove(peer);
+        }
         info.connections.remove(&id);
-        if info.connections.is_empty() { self.peers.remove(peer) } else { None }
+        None
     }
 
     pub fn connection_mut(&mut self, peer: &PeerId, id: ConnectionId) -> Option<&mut ConnInfo> {
@@ -188,5 +194,32 @@ impl PeerTable {
 
     pub fn recently_dead(&self) -> impl Iterator<Item = &DeadPeer> {
         self.dead.iter().rev()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn closing_the_last_connection_returns_the_peer_as_it_was() {
+        let mut table = PeerTable::default();
+        let peer = PeerId::random();
+        let now = Instant::now();
+        let (a, b) = (ConnectionId::new_unchecked(1), ConnectionId::new_unchecked(2));
+        let addr: Multiaddr = "/ip4/127.0.0.1/tcp/1".parse().unwrap();
+        table.connection_opened(peer, a, addr.clone(), true, now);
+        table.connection_opened(peer, b, addr, false, now);
+        table.connection_mut(&peer, a).unwrap().negotiated = Some(Negotiated {
+            version: zmesh_types::ProtocolVersion::new(1, 0),
+            capabilities: Capabilities::DHT,
+            remote_capabilities: Capabilities::DHT,
+            remote_features: vec![],
+        });
+        assert!(table.connection_closed(&peer, b).is_none());
+        let last = table.connection_closed(&peer, a).expect("last connection");
+        assert!(last.is_active());
+        assert!(table.get(&peer).is_none());
+        assert!(table.connection_closed(&peer, a).is_none());
     }
 }

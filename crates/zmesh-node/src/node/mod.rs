@@ -364,7 +364,27 @@ impl Node {
             self.pex_in.prune(now);
             self.pex_out.prune(now);
         }
+        self.expire_probes(now);
         self.update_gauges();
+    }
+
+    /// A probe dial may hang (a QUIC dial to a dead host waits for its own timeout); a peer not
+    /// back within keep-alive's budget (`pong_timeout × max_missed`) is dead.
+    fn expire_probes(&mut self, now: Instant) {
+        let budget = self.config.keepalive.pong_timeout.0 * self.config.keepalive.max_missed;
+        let expired: Vec<(PeerId, String)> = self
+            .peers
+            .probing
+            .iter()
+            .filter(|(_, (_, since))| now.duration_since(*since) >= budget)
+            .map(|(p, (cause, _))| (*p, cause.clone()))
+            .collect();
+        for (peer, cause) in expired {
+            self.declare_dead(
+                peer,
+                format!("disconnected ({cause}) and not reachable within {budget:?}"),
+            );
+        }
     }
 
     fn routing_table(&mut self) -> Vec<(PeerId, NodeId, Vec<Multiaddr>)> {
@@ -511,7 +531,7 @@ impl Node {
                     .build();
                 match self.swarm.dial(opts) {
                     Ok(()) => {
-                        self.peers.probing.insert(peer_id, cause);
+                        self.peers.probing.insert(peer_id, (cause, Instant::now()));
                     }
                     Err(e) => self.declare_dead(
                         peer_id,
@@ -520,7 +540,7 @@ impl Node {
                 }
             }
             SwarmEvent::OutgoingConnectionError { peer_id: Some(peer), error, .. } => {
-                if let Some(cause) = self.peers.probing.remove(&peer) {
+                if let Some((cause, _)) = self.peers.probing.remove(&peer) {
                     self.declare_dead(
                         peer,
                         format!("disconnected ({cause}) and unreachable: {error}"),
