@@ -64,14 +64,10 @@ pub async fn run(command: BenchCommand) -> anyhow::Result<()> {
 
 async fn lookup(args: LookupArgs) -> anyhow::Result<()> {
     crate::init_logging("warn");
-    let tmp;
-    let dir = match args.dir {
-        Some(d) => d,
-        None => {
-            tmp = std::env::temp_dir().join(format!("zmesh-bench-{}", std::process::id()));
-            tmp.clone()
-        }
-    };
+    let owned_dir = args.dir.is_none();
+    let dir = args.dir.unwrap_or_else(|| {
+        std::env::temp_dir().join(format!("zmesh-bench-{}", std::process::id()))
+    });
     let devnet_args = DevnetArgs {
         nodes: args.nodes,
         dir: dir.clone(),
@@ -83,6 +79,9 @@ async fn lookup(args: LookupArgs) -> anyhow::Result<()> {
     let devnet = Devnet::start(&devnet_args).await?;
     let result = measure(&devnet, args.nodes, args.lookups).await;
     devnet.stop().await;
+    if owned_dir {
+        let _ = std::fs::remove_dir_all(&dir);
+    }
     result
 }
 

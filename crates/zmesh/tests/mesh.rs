@@ -70,6 +70,17 @@ fn thirty_two_processes_lookups_pick_the_true_twenty() {
     devnet.stop();
 }
 
+/// The devnet's upper end: 50 processes converge and all stop on Ctrl-C.
+#[test]
+fn fifty_processes_converge_and_stop_cleanly() {
+    let devnet = Devnet::start(50, &[]);
+    for i in [0, 24, 49] {
+        assert!(status(devnet.api(i)).routing_table_size >= 15);
+    }
+    check_lookups(&devnet, &[7], 5);
+    devnet.stop();
+}
+
 #[test]
 fn api_errors_are_json() {
     let devnet = Devnet::start(1, &[]);
