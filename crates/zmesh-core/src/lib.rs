@@ -4,8 +4,11 @@
 //! in `zmesh-node` owns the sockets and timers. Everything here is deterministic and testable
 //! without a network or a real clock.
 
+pub mod erasure;
 pub mod handshake;
 pub mod keepalive;
 pub mod limits;
 pub mod lookup;
 pub mod pex;
+pub mod placement;
+pub mod storage_auth;

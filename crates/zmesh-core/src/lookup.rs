@@ -45,15 +45,26 @@ pub struct Lookup<P> {
 }
 
 impl<P: Clone + Eq + Hash> Lookup<P> {
-    /// Starts a lookup from the local node and the peers of its routing table.
+    /// Starts a lookup for the k = 20 closest nodes from the local node and the peers of its
+    /// routing table.
     pub fn new(
         target: Key256,
         local: (P, NodeId),
         known: impl IntoIterator<Item = (P, NodeId)>,
     ) -> Self {
+        Self::with_size(target, DHT_K, local, known)
+    }
+
+    /// A lookup for the `size` closest nodes (placement asks for 30).
+    pub fn with_size(
+        target: Key256,
+        size: usize,
+        local: (P, NodeId),
+        known: impl IntoIterator<Item = (P, NodeId)>,
+    ) -> Self {
         let mut lookup = Lookup {
             target,
-            k: DHT_K,
+            k: size.max(1),
             alpha: DHT_ALPHA,
             by_distance: BTreeMap::new(),
             distance_of: HashMap::new(),
@@ -256,6 +267,25 @@ mod tests {
         let got: Vec<usize> = l.result().into_iter().map(|(p, _)| p).collect();
         assert_eq!(got, net.true_closest(&target));
         assert_eq!(l.rounds(), 2);
+    }
+
+    #[test]
+    fn a_larger_result_size_finds_that_many() {
+        let net = Net::new(80, 3);
+        let target = Key256::hash(b"z");
+        let known = net.knows[0].iter().map(|j| (*j, net.ids[*j]));
+        let mut l = Lookup::with_size(target, 30, (0, net.ids[0]), known);
+        while let Some(batch) = l.next_round() {
+            for p in batch {
+                let mut answer = net.answer(p, &target);
+                answer.truncate(DHT_K);
+                l.on_response(&p, answer);
+            }
+        }
+        let mut all: Vec<usize> = (0..80).collect();
+        all.sort_by(|a, b| target.cmp_distance(&net.ids[*a], &net.ids[*b]));
+        let got: Vec<usize> = l.result().into_iter().map(|(p, _)| p).collect();
+        assert_eq!(got, all[..30].to_vec());
     }
 
     #[test]

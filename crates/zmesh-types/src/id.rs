@@ -28,6 +28,17 @@ impl Key256 {
         Key256(Sha256::digest(bytes).into())
     }
 
+    /// Where a chunk lives in the key space: `SHA-256(owner_address ‖ ":" ‖ chunk_id)`. Anyone
+    /// who knows the owner's address and the chunk id can recompute it; no one can choose it for
+    /// another owner's address.
+    pub fn storage_key(owner_address: &Key256, chunk_id: &[u8]) -> Key256 {
+        let mut h = Sha256::new();
+        h.update(owner_address.0);
+        h.update(b":");
+        h.update(chunk_id);
+        Key256(h.finalize().into())
+    }
+
     /// The node id of a peer, given the bytes of its libp2p PeerId.
     pub fn from_peer_id_bytes(peer_id_bytes: &[u8]) -> NodeId {
         Self::hash(peer_id_bytes)
@@ -122,6 +133,18 @@ mod tests {
     fn parse_rejects_bad_input() {
         assert_eq!("ab".parse::<Key256>(), Err(ParseKeyError::Length(2)));
         assert!(matches!("zz".repeat(32).parse::<Key256>(), Err(ParseKeyError::Hex(_))));
+    }
+
+    #[test]
+    fn storage_key_is_the_hash_of_address_colon_chunk() {
+        let owner = Key256([1; 32]);
+        let mut preimage = owner.0.to_vec();
+        preimage.extend_from_slice(b":chunk-7");
+        assert_eq!(Key256::storage_key(&owner, b"chunk-7"), Key256::hash(&preimage));
+        assert_ne!(
+            Key256::storage_key(&owner, b"chunk-7"),
+            Key256::storage_key(&owner, b"chunk-8")
+        );
     }
 
     #[test]

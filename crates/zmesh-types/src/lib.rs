@@ -4,9 +4,11 @@
 
 mod caps;
 pub mod constants;
+mod data_type;
 mod id;
 mod version;
 
 pub use caps::Capabilities;
+pub use data_type::{DataType, ParseDataTypeError};
 pub use id::{Distance, Key256, NodeId, ParseKeyError};
 pub use version::{ParseVersionError, ProtocolVersion};

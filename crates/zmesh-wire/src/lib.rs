@@ -11,6 +11,8 @@ pub mod dht;
 mod error;
 mod peer;
 pub mod pex;
+pub mod shard;
+pub mod store;
 
 pub use codec::{Message, Reader, Writer, decode_frame, encode_frame, frame_body_len};
 pub use error::WireError;

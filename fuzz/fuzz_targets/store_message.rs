@@ -1,0 +1,8 @@
+//! Fuzzes the `StoreMessage` codec: see `zmesh_fuzz::check_codec`.
+
+#![no_main]
+
+use libfuzzer_sys::fuzz_target;
+use zmesh_wire::store::StoreMessage;
+
+fuzz_target!(|data: &[u8]| zmesh_fuzz::check_codec::<StoreMessage>(data));
