@@ -38,6 +38,8 @@ pub fn router(handle: NodeHandle) -> Router {
         .route("/v1/status", get(status))
         .route("/v1/peers", get(peers))
         .route("/v1/dht/closest/{key}", get(closest))
+        .route("/v1/storage", get(storage))
+        .route("/v1/storage/keys/{key}", get(storage_key))
         .route("/metrics", get(metrics))
         .fallback(|| async { ApiError(StatusCode::NOT_FOUND, "no such endpoint".into()) })
         .with_state(handle)
@@ -63,6 +65,33 @@ async fn closest(
 ) -> Result<impl IntoResponse, ApiError> {
     let key: Key256 = key.parse().map_err(|e| ApiError(StatusCode::BAD_REQUEST, format!("{e}")))?;
     Ok(Json(node.closest(key).await?))
+}
+
+async fn storage(State(node): State<NodeHandle>) -> Result<impl IntoResponse, ApiError> {
+    let Some(holder) = node.storage.clone() else {
+        return Err(ApiError(StatusCode::NOT_FOUND, "storage is disabled on this node".into()));
+    };
+    let report = tokio::task::spawn_blocking(move || holder.report())
+        .await
+        .map_err(|e| ApiError(StatusCode::INTERNAL_SERVER_ERROR, e.to_string()))?
+        .map_err(|e| ApiError(StatusCode::INTERNAL_SERVER_ERROR, e.to_string()))?;
+    Ok(Json(report))
+}
+
+/// Which shard indices this node holds under a storage key: for operators and tests.
+async fn storage_key(
+    State(node): State<NodeHandle>,
+    Path(key): Path<String>,
+) -> Result<impl IntoResponse, ApiError> {
+    let key: Key256 = key.parse().map_err(|e| ApiError(StatusCode::BAD_REQUEST, format!("{e}")))?;
+    let Some(holder) = node.storage.clone() else {
+        return Err(ApiError(StatusCode::NOT_FOUND, "storage is disabled on this node".into()));
+    };
+    let indices = tokio::task::spawn_blocking(move || holder.held(&key))
+        .await
+        .map_err(|e| ApiError(StatusCode::INTERNAL_SERVER_ERROR, e.to_string()))?
+        .map_err(|e| ApiError(StatusCode::INTERNAL_SERVER_ERROR, e.to_string()))?;
+    Ok(Json(json!({ "storage_key": key, "indices": indices })))
 }
 
 async fn metrics(State(node): State<NodeHandle>) -> impl IntoResponse {

@@ -76,6 +76,18 @@ min_request_interval = "1m"
 min_uptime = "10m"
 max_silence = "1h"
 
+[storage]
+# Hold shards of other users' encrypted chunks and relay clients' store requests.
+enabled = true
+# Most bytes of shards this node holds, headers included. A full node refuses new shards with
+# "insufficient storage" and reports no capacity, so placement goes around it.
+max_bytes = 10737418240
+# How often expired shards are deleted. Expired shards are never served, even before this runs.
+gc_interval = "1m"
+# Moves this node's storage clock forward, to see expiry without waiting: for tests and demos
+# only. Leave at "0s" on a real node.
+clock_offset = "0s"
+
 [log]
 # Log filter (tracing EnvFilter syntax); RUST_LOG overrides it. libp2p's Kademlia warns about
 # routine start-up conditions (e.g. an empty routing table), so it is quieter by default.
@@ -145,6 +157,7 @@ pub struct NodeConfig {
     pub keepalive: KeepAliveSection,
     pub limits: LimitsSection,
     pub pex: PexSection,
+    pub storage: StorageSection,
     pub log: LogSection,
 }
 
@@ -266,6 +279,26 @@ impl Default for PexSection {
             min_request_interval: secs(60),
             min_uptime: secs(600),
             max_silence: secs(3600),
+        }
+    }
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct StorageSection {
+    pub enabled: bool,
+    pub max_bytes: u64,
+    pub gc_interval: ConfigDuration,
+    pub clock_offset: ConfigDuration,
+}
+
+impl Default for StorageSection {
+    fn default() -> Self {
+        StorageSection {
+            enabled: true,
+            max_bytes: 10 * 1024 * 1024 * 1024,
+            gc_interval: secs(60),
+            clock_offset: secs(0),
         }
     }
 }

@@ -13,6 +13,7 @@ pub mod limits;
 pub mod metrics;
 pub mod node;
 pub mod peers;
+pub mod storage;
 
 pub use config::NodeConfig;
 pub use error::NodeError;

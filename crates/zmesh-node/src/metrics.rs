@@ -26,6 +26,10 @@ pub struct Metrics {
     pub dht_lookup_rounds: Histogram,
     pub dht_lookup_seconds: Histogram,
     pub peer_rtt_seconds: Histogram,
+    pub storage_requests: Family<Vec<(&'static str, String)>, Counter>,
+    pub storage_gc_removed: Counter,
+    pub storage_bytes_used: Gauge,
+    pub storage_shards: Gauge,
 }
 
 impl Metrics {
@@ -46,6 +50,10 @@ impl Metrics {
             dht_lookup_rounds: Histogram::new(linear_buckets(1.0, 1.0, 12)),
             dht_lookup_seconds: Histogram::new(exponential_buckets(0.0005, 2.0, 16)),
             peer_rtt_seconds: Histogram::new(exponential_buckets(0.0001, 2.0, 16)),
+            storage_requests: Family::default(),
+            storage_gc_removed: Counter::default(),
+            storage_bytes_used: Gauge::default(),
+            storage_shards: Gauge::default(),
         };
         r.register(
             "peers_active",
@@ -93,6 +101,14 @@ impl Metrics {
             m.dht_lookup_seconds.clone(),
         );
         r.register("peer_rtt_seconds", "Keep-alive round-trip times", m.peer_rtt_seconds.clone());
+        r.register(
+            "storage_requests",
+            "Storage requests served, by operation and status",
+            m.storage_requests.clone(),
+        );
+        r.register("storage_gc_removed", "Expired shards deleted", m.storage_gc_removed.clone());
+        r.register("storage_bytes_used", "Bytes of shards held", m.storage_bytes_used.clone());
+        r.register("storage_shards", "Shards held", m.storage_shards.clone());
         (m, r)
     }
 }

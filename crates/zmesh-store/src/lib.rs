@@ -42,7 +42,7 @@ use redb::{
 };
 use sha2::{Digest, Sha256};
 use zmesh_types::Key256;
-use zmesh_types::constants::{MAX_SHARD_LEN, TOTAL_SHARDS};
+use zmesh_types::constants::{MAX_ENCODED_SHARD_LEN, TOTAL_SHARDS};
 
 pub use error::StoreError;
 pub use record::RECORD_OVERHEAD;
@@ -165,7 +165,7 @@ impl ShardStore {
     /// Stores or replaces a shard; durable when it returns `Ok`.
     ///
     /// Refuses, in this order: a malformed shard (`Invalid`: index not below `TOTAL_SHARDS`, data
-    /// longer than `MAX_SHARD_LEN`, checksum not SHA-256 of the data); an expired one
+    /// longer than `MAX_ENCODED_SHARD_LEN` (holders store encoded shards: header and data), checksum not SHA-256 of the data); an expired one
     /// (`expires_at_ms <= now_ms`); one whose key holds a live shard of another owner
     /// (`OwnerMismatch`); one that does not fit the quota (`InsufficientStorage`, where a
     /// replacement needs only its growth). An expired shard under the key is simply replaced.
@@ -182,9 +182,9 @@ impl ShardStore {
                 key.index
             )));
         }
-        if data.len() > MAX_SHARD_LEN {
+        if data.len() > MAX_ENCODED_SHARD_LEN {
             return Err(StoreError::Invalid(format!(
-                "shard of {} bytes exceeds {MAX_SHARD_LEN}",
+                "shard of {} bytes exceeds {MAX_ENCODED_SHARD_LEN}",
                 data.len()
             )));
         }

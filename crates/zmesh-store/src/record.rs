@@ -25,7 +25,7 @@ pub const RECORD_OVERHEAD: u64 = HEADER_LEN as u64;
 
 const HEADER_LEN: usize = 1 + 32 + 8 + 32 + 4;
 
-/// Encodes a record. The caller has already bounded `data` (see `MAX_SHARD_LEN`), so its length
+/// Encodes a record. The caller has already bounded `data` (see `MAX_ENCODED_SHARD_LEN`), so its length
 /// fits the 4-byte field.
 pub(crate) fn encode(meta: &ShardMeta, data: &[u8]) -> Result<Vec<u8>, StoreError> {
     let len = u32::try_from(data.len())

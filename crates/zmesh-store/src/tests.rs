@@ -80,7 +80,7 @@ fn put_refuses_expired_and_invalid_shards() {
     let mut m = meta(1, 20, &data);
     m.checksum[0] ^= 1;
     assert_eq!(store.put(&key(1, 0), &m, &data, 10).unwrap_err().kind(), "invalid");
-    let long = vec![0u8; MAX_SHARD_LEN + 1];
+    let long = vec![0u8; MAX_ENCODED_SHARD_LEN + 1];
     let err = store.put(&key(1, 0), &meta(1, 20, &long), &long, 10).unwrap_err();
     assert_eq!(err.kind(), "invalid");
     assert_eq!(store.usage(10).unwrap().shards, 0);

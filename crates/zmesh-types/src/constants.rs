@@ -31,3 +31,10 @@ pub const CHUNK_SIZE: usize = 4 * 1024 * 1024;
 /// Longest shard: `ceil(CHUNK_SIZE / DATA_SHARDS)` rounded up to an even number, because
 /// reed-solomon-simd codes shards of an even number of bytes only.
 pub const MAX_SHARD_LEN: usize = (CHUNK_SIZE.div_ceil(DATA_SHARDS) + 1) & !1;
+
+/// Bytes of an encoded shard header (`zmesh_wire::shard::ShardHeader`); holders store whole
+/// encoded shards, header included.
+pub const SHARD_HEADER_LEN: usize = 75;
+
+/// The largest encoded shard a holder stores: header plus the largest shard.
+pub const MAX_ENCODED_SHARD_LEN: usize = SHARD_HEADER_LEN + MAX_SHARD_LEN;

@@ -39,6 +39,8 @@ pub struct ShardHeader {
 impl ShardHeader {
     /// Bytes of an encoded header.
     pub const ENCODED_LEN: usize = 32 + 1 + 1 + 1 + 4 + 4 + 32;
+    const _SAME_AS_TYPES: () =
+        assert!(Self::ENCODED_LEN == zmesh_types::constants::SHARD_HEADER_LEN);
 
     pub fn encode(&self, w: &mut Writer) {
         w.bytes(&self.storage_key.0);

@@ -1,6 +1,7 @@
 //! `zmesh`: one binary for every role — Full Node daemon, local devnet, and client tools.
 
 mod bench;
+mod client;
 mod devnet;
 mod http;
 mod status;
@@ -38,6 +39,15 @@ enum Command {
     /// Measure the mesh: lookup latency and rounds on a fresh local devnet.
     #[command(subcommand)]
     Bench(bench::BenchCommand),
+    /// Create or show your identity: the key that owns and encrypts your stored data.
+    #[command(subcommand)]
+    Id(client::IdCommand),
+    /// Encrypt a file and store it on the mesh; prints its id as the last word.
+    Put(client::PutArgs),
+    /// Fetch a stored file by id and decrypt it.
+    Get(client::GetArgs),
+    /// Delete a stored file from the mesh.
+    Rm(client::RmArgs),
 }
 
 #[derive(Subcommand, Debug)]
@@ -93,6 +103,10 @@ async fn dispatch(command: Command) -> anyhow::Result<()> {
         Command::Peers(args) => status::peers(args).await,
         Command::Closest(args) => status::closest(args).await,
         Command::Bench(command) => bench::run(command).await,
+        Command::Id(command) => client::id(command),
+        Command::Put(args) => client::put(args).await,
+        Command::Get(args) => client::get(args).await,
+        Command::Rm(args) => client::rm(args).await,
     }
 }
 

@@ -60,5 +60,5 @@ fn status_prints_a_summary() {
     let text = String::from_utf8_lossy(&out.stdout);
     assert!(text.contains("node          alpha"), "{text}");
     assert!(text.contains(&node.info.peer_id));
-    assert!(text.contains("capabilities  PEX, DHT"));
+    assert!(text.contains("capabilities  PEX, DHT, STORAGE"), "{text}");
 }

@@ -30,7 +30,7 @@ fn no_common_major_is_refused_with_a_logged_reason() {
 #[test]
 fn common_major_picks_the_highest_minor_and_capabilities_are_anded() {
     let a = Node::start(&[]);
-    // C speaks 1.3 (so also 1.0..1.2) and has PEX off: the connection runs 1.0 with DHT only.
+    // C speaks 1.3 (so also 1.0..1.2) and has PEX off: the connection runs 1.0 without PEX.
     let c = Node::start(&[
         r#"network.protocol_versions=["1.3"]"#,
         "pex.enabled=false",
@@ -44,9 +44,9 @@ fn common_major_picks_the_highest_minor_and_capabilities_are_anded() {
     });
     for p in [&seen_by_a, &seen_by_c] {
         assert_eq!(p.version.as_deref(), Some("1.0"));
-        assert_eq!(p.capabilities, 0x40, "PEX|DHT AND DHT = DHT");
-        assert_eq!(p.capability_names, vec!["DHT".to_string()]);
+        assert_eq!(p.capabilities, 0xC0, "PEX|DHT|STORAGE AND DHT|STORAGE = DHT|STORAGE");
+        assert_eq!(p.capability_names, vec!["DHT".to_string(), "STORAGE".to_string()]);
     }
-    assert_eq!(common::status(a.api()).capabilities, 0x60);
-    assert_eq!(common::status(c.api()).capabilities, 0x40);
+    assert_eq!(common::status(a.api()).capabilities, 0xE0);
+    assert_eq!(common::status(c.api()).capabilities, 0xC0);
 }

@@ -19,26 +19,45 @@ use crate::NodeError;
 use crate::identity::node_id;
 use crate::metrics::label;
 
+/// The closest peers with their node ids and addresses.
+pub type ClosestPeers = Vec<(PeerId, zmesh_types::NodeId, Vec<Multiaddr>)>;
+
+/// Who waits for a lookup: the API (a report) or a node-internal flow (the peers themselves).
+pub enum LookupReply {
+    Report(oneshot::Sender<Result<LookupReport, NodeError>>),
+    Peers(oneshot::Sender<Result<ClosestPeers, NodeError>>),
+}
+
+impl LookupReply {
+    fn fail(self, e: NodeError) {
+        match self {
+            LookupReply::Report(tx) => {
+                let _ = tx.send(Err(e));
+            }
+            LookupReply::Peers(tx) => {
+                let _ = tx.send(Err(e));
+            }
+        }
+    }
+}
+
 pub(super) struct ActiveLookup {
     lookup: Lookup<PeerId>,
     addrs: HashMap<PeerId, Vec<Multiaddr>>,
     started: Instant,
-    reply: oneshot::Sender<Result<LookupReport, NodeError>>,
+    reply: LookupReply,
 }
 
 impl Node {
-    pub(super) fn start_lookup(
-        &mut self,
-        target: Key256,
-        reply: oneshot::Sender<Result<LookupReport, NodeError>>,
-    ) {
+    /// Starts a lookup for the `size` nodes closest to `target`.
+    pub(super) fn start_lookup(&mut self, target: Key256, size: usize, reply: LookupReply) {
         if self.swarm.behaviour().dht.as_ref().is_none() {
-            let _ = reply.send(Err(NodeError::DhtDisabled));
+            reply.fail(NodeError::DhtDisabled);
             return;
         }
         let table = self.routing_table();
         let known = table.iter().map(|(p, id, _)| (*p, *id));
-        let lookup = Lookup::new(target, (self.local_peer, self.local_node_id), known);
+        let lookup = Lookup::with_size(target, size, (self.local_peer, self.local_node_id), known);
         let addrs = table.into_iter().map(|(p, _, a)| (p, a)).collect();
         let id = self.next_lookup_id;
         self.next_lookup_id += 1;
@@ -69,6 +88,30 @@ impl Node {
         let Some(active) = self.lookups.remove(&id) else { return };
         let elapsed = active.started.elapsed();
         let target = active.lookup.target();
+        self.metrics.dht_lookups.get_or_create(&label("result", "ok")).inc();
+        self.metrics.dht_lookup_rounds.observe(active.lookup.rounds().into());
+        self.metrics.dht_lookup_seconds.observe(elapsed.as_secs_f64());
+        let reply = match active.reply {
+            LookupReply::Report(tx) => tx,
+            LookupReply::Peers(tx) => {
+                let own = self.listen_addrs();
+                let peers = active
+                    .lookup
+                    .result()
+                    .into_iter()
+                    .map(|(p, id)| {
+                        let addrs = if p == self.local_peer {
+                            own.clone()
+                        } else {
+                            active.addrs.get(&p).cloned().unwrap_or_default()
+                        };
+                        (p, id, addrs)
+                    })
+                    .collect();
+                let _ = tx.send(Ok(peers));
+                return;
+            }
+        };
         let own_addrs = self.full_addrs();
         let peers = active
             .lookup
@@ -92,11 +135,8 @@ impl Node {
             queried: active.lookup.queried(),
             elapsed_ms: elapsed.as_secs_f64() * 1000.0,
         };
-        self.metrics.dht_lookups.get_or_create(&label("result", "ok")).inc();
-        self.metrics.dht_lookup_rounds.observe(report.rounds.into());
-        self.metrics.dht_lookup_seconds.observe(elapsed.as_secs_f64());
         tracing::debug!(key = %target, rounds = report.rounds, queried = report.queried, "lookup finished");
-        let _ = active.reply.send(Ok(report));
+        let _ = reply.send(Ok(report));
     }
 
     pub(super) fn on_dht_event(&mut self, event: request_response::Event<DhtMessage, DhtMessage>) {

@@ -5,6 +5,7 @@
 mod lookup;
 mod pex;
 pub mod reports;
+mod store;
 
 use std::collections::{HashMap, HashSet};
 use std::net::SocketAddr;
@@ -15,7 +16,7 @@ use std::time::{Duration, Instant};
 
 use futures::StreamExt;
 use libp2p::multiaddr::Protocol;
-use libp2p::request_response::{self, OutboundRequestId, ProtocolSupport};
+use libp2p::request_response::{self, OutboundRequestId, ProtocolSupport, ResponseChannel};
 use libp2p::swarm::behaviour::toggle::Toggle;
 use libp2p::swarm::dial_opts::{DialOpts, PeerCondition};
 use libp2p::swarm::{NetworkBehaviour, SwarmEvent};
@@ -28,18 +29,23 @@ use zmesh_types::{Capabilities, Key256, NodeId};
 use zmesh_wire::control::Feature;
 use zmesh_wire::dht::DhtMessage;
 use zmesh_wire::pex::PexMessage;
+use zmesh_wire::store::StoreMessage;
 
 use crate::control::{self, ControlEvent, ControlReport};
 use crate::framing::FrameCodec;
 use crate::limits::{self, LimitHit};
 use crate::metrics::{Metrics, label};
 use crate::peers::PeerTable;
+use crate::storage::relay::Relay;
+use crate::storage::{Holder, StorageNet};
 use crate::{NodeConfig, NodeError, identity};
+use lookup::{ClosestPeers, LookupReply};
 use reports::{LookupReport, PeerReport, PeersReport, StatusReport};
 
 pub const PEX_PROTOCOL: StreamProtocol = StreamProtocol::new("/zmesh/pex/1.0");
 pub const DHT_PROTOCOL: StreamProtocol = StreamProtocol::new("/zmesh/dht/1.0");
 pub const KAD_PROTOCOL: StreamProtocol = StreamProtocol::new("/zmesh/kad/1.0.0");
+pub const STORE_PROTOCOL: StreamProtocol = StreamProtocol::new("/zmesh/store/1.0");
 /// HELLO feature announcing the PEX privacy opt-out.
 pub const FEATURE_PEX_PRIVATE: &str = "pex_private";
 /// The runtime file a running node writes into its directory.
@@ -47,6 +53,9 @@ pub const RUNTIME_FILE: &str = "node.json";
 
 type PexBehaviour = request_response::Behaviour<FrameCodec<PexMessage>>;
 type DhtBehaviour = request_response::Behaviour<FrameCodec<DhtMessage>>;
+type StoreBehaviour = request_response::Behaviour<FrameCodec<StoreMessage>>;
+/// An answer to a storage request, computed off the event loop.
+type StoreAnswer = (ResponseChannel<StoreMessage>, StoreMessage);
 
 #[derive(NetworkBehaviour)]
 pub(crate) struct Behaviour {
@@ -57,6 +66,7 @@ pub(crate) struct Behaviour {
     kad: Toggle<kad::Behaviour<kad::store::MemoryStore>>,
     pex: Toggle<PexBehaviour>,
     dht: Toggle<DhtBehaviour>,
+    store: Toggle<StoreBehaviour>,
 }
 
 /// Requests from the API to the node task.
@@ -65,6 +75,15 @@ pub enum Command {
     Status(oneshot::Sender<StatusReport>),
     Peers(oneshot::Sender<PeersReport>),
     Closest(Key256, oneshot::Sender<Result<LookupReport, NodeError>>),
+    /// The `count` nodes closest to a key, for storage placement.
+    ClosestPeers(Key256, usize, oneshot::Sender<Result<ClosestPeers, NodeError>>),
+    /// A storage request to another node.
+    StoreRequest {
+        peer: PeerId,
+        addrs: Vec<Multiaddr>,
+        message: Box<StoreMessage>,
+        reply: oneshot::Sender<Result<StoreMessage, String>>,
+    },
 }
 
 /// A cloneable handle the API uses to reach the node.
@@ -72,6 +91,8 @@ pub enum Command {
 pub struct NodeHandle {
     commands: mpsc::Sender<Command>,
     pub registry: Arc<Registry>,
+    /// The shard store, when storage is enabled.
+    pub storage: Option<Arc<Holder>>,
 }
 
 impl NodeHandle {
@@ -124,6 +145,11 @@ pub(crate) struct Node {
     last_bootstrap_dial: Option<Instant>,
     /// Peers we declared dead and disconnected; their closing connections need no probe.
     dead_closing: HashSet<PeerId>,
+    holder: Option<Arc<Holder>>,
+    relay: Option<Arc<Relay>>,
+    store_requests: HashMap<OutboundRequestId, oneshot::Sender<Result<StoreMessage, String>>>,
+    store_answers: mpsc::Sender<StoreAnswer>,
+    last_gc: Instant,
     lookups: HashMap<u64, lookup::ActiveLookup>,
     lookup_requests: HashMap<OutboundRequestId, (u64, PeerId)>,
     next_lookup_id: u64,
@@ -137,6 +163,9 @@ fn local_offer(config: &NodeConfig) -> (LocalOffer, Capabilities) {
     }
     if config.pex.enabled {
         caps |= Capabilities::PEX;
+    }
+    if config.storage.enabled {
+        caps |= Capabilities::STORAGE;
     }
     let features = vec![Feature { name: FEATURE_PEX_PRIVATE.into(), enabled: config.pex.private }];
     let offer = LocalOffer {
@@ -164,6 +193,12 @@ fn build_swarm(
         .with_max_concurrent_streams(256);
     let dht_on = config.dht.enabled;
     let pex_on = config.pex.enabled;
+    let store_on = config.storage.enabled;
+    // Chunks are up to 4 MiB: allow a client time to send one over a slow link, and bound how many
+    // a connection may have in flight, since each is read whole into memory.
+    let store_config = request_response::Config::default()
+        .with_request_timeout(Duration::from_secs(120))
+        .with_max_concurrent_streams(32);
     let refresh = config.dht.refresh_interval.0;
     let query_timeout = config.dht.request_timeout.0 * 3;
     let limits_config = config.limits();
@@ -201,6 +236,9 @@ fn build_swarm(
                 kad: kad.into(),
                 pex: pex_on.then(|| PexBehaviour::new(rr(PEX_PROTOCOL), rr_config.clone())).into(),
                 dht: dht_on.then(|| DhtBehaviour::new(rr(DHT_PROTOCOL), rr_config.clone())).into(),
+                store: store_on
+                    .then(|| StoreBehaviour::new(rr(STORE_PROTOCOL), store_config))
+                    .into(),
             }
         })
         .map_err(|e| net(&e))?
@@ -229,9 +267,22 @@ pub async fn run(
         .map_err(|e| NodeError::io(format!("binding the API to {}", config.api.listen), e))?;
     let api_addr = api_listener.local_addr().map_err(|e| NodeError::io("API address", e))?;
 
+    let holder = if config.storage.enabled {
+        Some(Arc::new(Holder::open(dir, config.storage.max_bytes, config.storage.clock_offset.0)?))
+    } else {
+        None
+    };
     let (metrics, registry) = Metrics::new();
-    let (tx, mut commands) = mpsc::channel(64);
-    let handle = NodeHandle { commands: tx, registry: Arc::new(registry) };
+    let (tx, mut commands) = mpsc::channel(256);
+    let relay = holder.as_ref().map(|holder| {
+        Arc::new(Relay::new(StorageNet {
+            commands: tx.clone(),
+            local: local_peer,
+            holder: holder.clone(),
+        }))
+    });
+    let (store_answers, mut store_answers_rx) = mpsc::channel::<StoreAnswer>(64);
+    let handle = NodeHandle { commands: tx, registry: Arc::new(registry), storage: holder.clone() };
     tokio::spawn(crate::api::serve(api_listener, handle));
 
     let (_, capabilities) = local_offer(&config);
@@ -250,6 +301,11 @@ pub async fn run(
         last_pex_round: now,
         last_bootstrap_dial: None,
         dead_closing: HashSet::new(),
+        holder,
+        relay,
+        store_requests: HashMap::new(),
+        store_answers,
+        last_gc: now,
         lookups: HashMap::new(),
         lookup_requests: HashMap::new(),
         next_lookup_id: 0,
@@ -273,6 +329,7 @@ pub async fn run(
         tokio::select! {
             event = node.swarm.select_next_some() => node.on_swarm_event(event),
             Some(command) = commands.recv() => node.on_command(command),
+            Some((channel, answer)) = store_answers_rx.recv() => node.answer_store(channel, answer),
             _ = tick.tick() => node.on_tick(),
             _ = &mut shutdown => break,
         }
@@ -365,6 +422,10 @@ impl Node {
             self.pex_out.prune(now);
         }
         self.expire_probes(now);
+        if now - self.last_gc >= self.config.storage.gc_interval.0 {
+            self.last_gc = now;
+            self.collect_garbage();
+        }
         self.update_gauges();
     }
 
@@ -427,7 +488,15 @@ impl Node {
             Command::Peers(reply) => {
                 let _ = reply.send(self.peers_report());
             }
-            Command::Closest(key, reply) => self.start_lookup(key, reply),
+            Command::Closest(key, reply) => {
+                self.start_lookup(key, zmesh_types::constants::DHT_K, LookupReply::Report(reply))
+            }
+            Command::ClosestPeers(key, count, reply) => {
+                self.start_lookup(key, count, LookupReply::Peers(reply))
+            }
+            Command::StoreRequest { peer, addrs, message, reply } => {
+                self.send_store_request(peer, addrs, *message, reply)
+            }
         }
     }
 
@@ -582,6 +651,7 @@ impl Node {
             BehaviourEvent::Kad(_) => {}
             BehaviourEvent::Pex(event) => self.on_pex_event(event),
             BehaviourEvent::Dht(event) => self.on_dht_event(event),
+            BehaviourEvent::Store(event) => self.on_store_event(event),
         }
     }
 

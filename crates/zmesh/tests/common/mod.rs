@@ -86,7 +86,25 @@ pub struct Devnet {
 
 impl Devnet {
     pub fn start(nodes: usize, overrides: &[&str]) -> Devnet {
-        let dir = tempfile::tempdir().expect("tempdir");
+        Self::start_in(tempfile::tempdir().expect("tempdir"), nodes, overrides)
+    }
+
+    /// Stops this devnet and starts it again on the same directory (same identities and data)
+    /// with `overrides`.
+    pub fn restart(mut self, overrides: &[&str]) -> Devnet {
+        let nodes = self.nodes.len();
+        signal(self.child.id(), Signal::SIGINT);
+        wait_for("devnet to exit", Duration::from_secs(30), || {
+            self.child.try_wait().ok().flatten()
+        });
+        let dir = tempfile::tempdir().expect("placeholder");
+        let dir = std::mem::replace(&mut self.dir, dir);
+        let _ = std::fs::remove_file(dir.path().join("devnet.json"));
+        drop(self);
+        Self::start_in(dir, nodes, overrides)
+    }
+
+    pub fn start_in(dir: tempfile::TempDir, nodes: usize, overrides: &[&str]) -> Devnet {
         let mut cmd = Command::new(BIN);
         cmd.args(["devnet", "--nodes", &nodes.to_string(), "--dir"]).arg(dir.path());
         for o in overrides {

@@ -1,0 +1,27 @@
+//! The client side of zmesh storage: what a user's device runs.
+//!
+//! - [`identity`]: the user's signing identity, kept in a passphrase-protected keystore file.
+//! - [`blob`]: how a file becomes encrypted chunks and a manifest (no I/O, fully testable).
+//! - [`relay`]: one libp2p connection to a relay, with the zmesh handshake, carrying
+//!   `/zmesh/store/1.0` requests.
+//! - [`ops`]: `put`, `get` and `rm` of whole blobs, built from the three above.
+//!
+//! Nothing that leaves the device is readable by a relay or holder: every chunk is sealed with a
+//! key derived from the identity's envelope secret before it is sent, and every request is signed
+//! by the identity's key so holders can check ownership.
+
+pub mod blob;
+mod error;
+pub mod identity;
+pub mod ops;
+pub mod relay;
+
+pub use blob::{BlobId, Manifest};
+pub use error::{ChunkRef, ClientError, ErrorKind};
+pub use identity::Identity;
+pub use libp2p::Multiaddr;
+pub use ops::{Progress, Stored, get, put_file, put_reader, rm};
+pub use relay::{ChunkStore, Relay};
+
+/// `Result` with this crate's error.
+pub type Result<T, E = ClientError> = std::result::Result<T, E>;

@@ -1,0 +1,184 @@
+//! `zmesh id`, `put`, `get`, `rm`: the user's side of storage. Files are encrypted here, before
+//! anything leaves the machine; relays and holders only ever see sealed chunks.
+
+use std::path::{Path, PathBuf};
+
+use clap::{Args, Subcommand};
+use zmesh_client::identity::{default_path, passphrase};
+use zmesh_client::{BlobId, Identity, Multiaddr, Progress, Relay};
+use zmesh_types::DataType;
+
+#[derive(Args, Debug)]
+pub struct IdentityArgs {
+    /// The identity keystore [default: ~/.zmesh/identity].
+    #[arg(long, value_name = "FILE")]
+    identity: Option<PathBuf>,
+    /// Read the keystore passphrase from the first line of FILE (else from ZMESH_PASSPHRASE).
+    #[arg(long, value_name = "FILE")]
+    passphrase_file: Option<PathBuf>,
+}
+
+#[derive(Args, Debug)]
+#[group(required = true, multiple = false)]
+pub struct RelayArgs {
+    /// The relay to use, e.g. /ip4/127.0.0.1/tcp/4001/p2p/12D3…
+    #[arg(long, value_name = "MULTIADDR")]
+    relay: Option<Multiaddr>,
+    /// Use the first node of this devnet.json that answers.
+    #[arg(long, value_name = "FILE")]
+    devnet: Option<PathBuf>,
+}
+
+#[derive(Subcommand, Debug)]
+pub enum IdCommand {
+    /// Create a new identity (refuses to overwrite one) and print its address.
+    New(IdentityArgs),
+    /// Show the identity's address and public key.
+    Show(IdShowArgs),
+}
+
+#[derive(Args, Debug)]
+pub struct IdShowArgs {
+    #[command(flatten)]
+    identity: IdentityArgs,
+    /// Print one JSON document: {"address", "public_key"}.
+    #[arg(long)]
+    json: bool,
+}
+
+#[derive(Args, Debug)]
+pub struct PutArgs {
+    /// The file to store.
+    file: PathBuf,
+    /// What the data is; fixes how long the mesh keeps it.
+    #[arg(long = "type", default_value = "media", value_name = "message-backup|key-backup|media")]
+    data_type: DataType,
+    #[command(flatten)]
+    relay: RelayArgs,
+    #[command(flatten)]
+    identity: IdentityArgs,
+}
+
+#[derive(Args, Debug)]
+pub struct GetArgs {
+    /// The blob id `zmesh put` printed (32 hex characters).
+    id: BlobId,
+    /// Where to write the file (replaced atomically if it exists).
+    #[arg(short = 'o', long = "output", value_name = "FILE")]
+    output: PathBuf,
+    #[command(flatten)]
+    relay: RelayArgs,
+    #[command(flatten)]
+    identity: IdentityArgs,
+}
+
+#[derive(Args, Debug)]
+pub struct RmArgs {
+    /// The blob id `zmesh put` printed (32 hex characters).
+    id: BlobId,
+    #[command(flatten)]
+    relay: RelayArgs,
+    #[command(flatten)]
+    identity: IdentityArgs,
+}
+
+impl IdentityArgs {
+    fn path(&self) -> anyhow::Result<PathBuf> {
+        Ok(match &self.identity {
+            Some(p) => p.clone(),
+            None => default_path()?,
+        })
+    }
+
+    fn load(&self) -> anyhow::Result<Identity> {
+        let pass = passphrase(self.passphrase_file.as_deref())?;
+        Ok(Identity::load(&self.path()?, &pass)?)
+    }
+}
+
+impl RelayArgs {
+    async fn connect(&self) -> anyhow::Result<Relay> {
+        Ok(match (&self.relay, &self.devnet) {
+            (Some(addr), _) => Relay::connect(addr.clone()).await?,
+            (None, Some(file)) => Relay::from_devnet(file).await?,
+            (None, None) => anyhow::bail!("give --relay MULTIADDR or --devnet FILE"),
+        })
+    }
+}
+
+fn mib(bytes: u64) -> String {
+    format!("{:.1} MiB", bytes as f64 / (1024.0 * 1024.0))
+}
+
+/// Prints progress on stderr, for blobs of more than one chunk only.
+fn report(verb: &'static str) -> impl FnMut(&Progress) {
+    move |p| {
+        if let Some(total) = p.chunks_total.filter(|&t| t > 1) {
+            eprintln!("{verb} chunk {}/{total} ({})", p.chunks_done, mib(p.bytes_done));
+        }
+    }
+}
+
+pub fn id(command: IdCommand) -> anyhow::Result<()> {
+    match command {
+        IdCommand::New(args) => {
+            let path = args.path()?;
+            let pass = passphrase(args.passphrase_file.as_deref())?;
+            let identity = Identity::create(&path, &pass)?;
+            println!("address   {}", identity.address());
+            println!("identity  {}", path.display());
+        }
+        IdCommand::Show(args) => {
+            let identity = args.identity.load()?;
+            if args.json {
+                let doc = serde_json::json!({
+                    "address": identity.address().to_hex(),
+                    "public_key": identity.public_key_hex(),
+                });
+                println!("{doc}");
+            } else {
+                println!("address     {}", identity.address());
+                println!("public key  {}", identity.public_key_hex());
+            }
+        }
+    }
+    Ok(())
+}
+
+pub async fn put(args: PutArgs) -> anyhow::Result<()> {
+    let identity = args.identity.load()?;
+    check_readable(&args.file)?;
+    let relay = args.relay.connect().await?;
+    let stored =
+        zmesh_client::put_file(&relay, &identity, &args.file, args.data_type, report("stored"))
+            .await?;
+    let m = &stored.manifest;
+    let chunks = if m.chunks == 1 { "chunk" } else { "chunks" };
+    println!("stored {} bytes in {} {chunks} as {}", m.size, m.chunks, stored.id);
+    Ok(())
+}
+
+pub async fn get(args: GetArgs) -> anyhow::Result<()> {
+    let identity = args.identity.load()?;
+    let relay = args.relay.connect().await?;
+    let m = zmesh_client::get(&relay, &identity, args.id, &args.output, report("fetched")).await?;
+    println!("wrote {} bytes to {}", m.size, args.output.display());
+    Ok(())
+}
+
+pub async fn rm(args: RmArgs) -> anyhow::Result<()> {
+    let identity = args.identity.load()?;
+    let relay = args.relay.connect().await?;
+    let shards = zmesh_client::rm(&relay, &identity, args.id).await?;
+    println!("deleted blob {} ({shards} shards)", args.id);
+    Ok(())
+}
+
+/// Fails before connecting if the file cannot be read, so the error is about the file.
+fn check_readable(path: &Path) -> anyhow::Result<()> {
+    match std::fs::metadata(path) {
+        Ok(m) if m.is_file() => Ok(()),
+        Ok(_) => anyhow::bail!("{} is not a regular file", path.display()),
+        Err(e) => anyhow::bail!("cannot read {}: {e}", path.display()),
+    }
+}
