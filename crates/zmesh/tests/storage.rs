@@ -1,5 +1,8 @@
 //! Encrypted, erasure-coded storage across real node processes, driven through the CLI.
 
+// In tests a failed unwrap is a failed test.
+#![allow(clippy::unwrap_used)]
+
 mod common;
 
 use std::collections::HashSet;
