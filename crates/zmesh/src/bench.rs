@@ -206,37 +206,17 @@ async fn measure_storage(devnet: &Devnet, rounds: usize, size: usize) -> anyhow:
 }
 
 async fn lookup(args: LookupArgs) -> anyhow::Result<()> {
-    crate::init_logging("warn");
-    let owned_dir = args.dir.is_none();
-    let dir = args.dir.unwrap_or_else(|| {
-        std::env::temp_dir().join(format!("zmesh-bench-{}", std::process::id()))
-    });
-    let devnet_args = DevnetArgs {
-        nodes: args.nodes,
-        dir: dir.clone(),
-        overrides: Vec::new(),
-        min_routing: None,
-        timeout: None,
-    };
-    eprintln!("starting a {}-node devnet in {}", args.nodes, dir.display());
-    let devnet = Devnet::start(&devnet_args).await?;
-    let result = measure(&devnet, args.nodes, args.lookups).await;
-    devnet.stop().await;
-    if owned_dir {
-        let _ = std::fs::remove_dir_all(&dir);
-    }
-    result
+    let LookupArgs { nodes, lookups, dir } = args;
+    with_devnet(nodes, dir, move |devnet| async move {
+        let result = measure(&devnet, lookups).await;
+        (devnet, result)
+    })
+    .await
 }
 
-async fn measure(devnet: &Devnet, nodes: usize, lookups: usize) -> anyhow::Result<()> {
-    let converged = Instant::now();
-    devnet
-        .wait_converged(default_min_routing(nodes), Duration::from_secs(60 + nodes as u64))
-        .await?;
-    eprintln!(
-        "converged in {:.1} s; idling 2 s before measuring",
-        converged.elapsed().as_secs_f64()
-    );
+async fn measure(devnet: &Devnet, lookups: usize) -> anyhow::Result<()> {
+    let nodes = devnet.nodes.len();
+    eprintln!("idling 2 s before measuring");
     tokio::time::sleep(Duration::from_secs(2)).await;
     let rss: Vec<f64> =
         devnet.nodes.iter().filter_map(|n| rss_kib(n.pid)).map(|k| k / 1024.0).collect();
