@@ -184,12 +184,7 @@ pub fn open_chunk(identity: &Identity, id: BlobId, index: u64, sealed: &[u8]) ->
 }
 
 /// Milliseconds since the Unix epoch, as requests carry them.
-pub fn now_ms() -> u64 {
-    std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .map(|d| d.as_millis() as u64)
-        .unwrap_or(0)
-}
+pub use zmesh_node::clock::unix_ms as now_ms;
 
 fn fill_random(buf: &mut [u8]) {
     // Without randomness no id or nonce is safe to use; there is nothing sensible to fall back to.

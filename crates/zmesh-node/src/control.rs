@@ -7,7 +7,7 @@
 use std::collections::VecDeque;
 use std::sync::Arc;
 use std::task::{Context, Poll};
-use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
+use std::time::{Duration, Instant};
 
 use futures::channel::mpsc;
 use futures::future::BoxFuture;
@@ -26,6 +26,7 @@ use zmesh_core::handshake::{HandshakeError, LocalOffer, Negotiated};
 use zmesh_core::keepalive::{KeepAlive, KeepAliveAction, KeepAliveConfig, Quality, RttSample};
 use zmesh_wire::control::ControlFrame;
 
+use crate::clock::unix_ms as wall_ms;
 use crate::framing::{FrameError, read_frame, write_frame};
 
 pub const PROTOCOL: StreamProtocol = StreamProtocol::new("/zmesh/hello/1.0");
@@ -262,10 +263,6 @@ impl ConnectionHandler for Handler {
             _ => {}
         }
     }
-}
-
-fn wall_ms() -> u64 {
-    SystemTime::now().duration_since(UNIX_EPOCH).map(|d| d.as_millis() as u64).unwrap_or(0)
 }
 
 async fn run(

@@ -3,6 +3,7 @@
 //! sockets, timers and tasks; protocol decisions are made by `zmesh-core`.
 
 pub mod api;
+pub mod clock;
 pub mod config;
 pub mod control;
 mod error;

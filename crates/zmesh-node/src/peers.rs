@@ -3,7 +3,7 @@
 //! completed the zmesh handshake.
 
 use std::collections::{HashMap, VecDeque};
-use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
+use std::time::{Duration, Instant};
 
 use libp2p::swarm::ConnectionId;
 use libp2p::{Multiaddr, PeerId};
@@ -12,6 +12,7 @@ use zmesh_core::handshake::Negotiated;
 use zmesh_core::keepalive::{Quality, RttSample};
 use zmesh_types::{Capabilities, NodeId};
 
+use crate::clock::unix_ms;
 use crate::identity::node_id;
 
 /// How the node first came to know a peer.
@@ -101,10 +102,6 @@ pub struct PeerTable {
     /// Peers whose last connection dropped, dialled once to tell a broken connection from a
     /// death: why it dropped, and since when.
     pub probing: HashMap<PeerId, (String, Instant)>,
-}
-
-pub fn unix_ms() -> u64 {
-    SystemTime::now().duration_since(UNIX_EPOCH).map(|d| d.as_millis() as u64).unwrap_or(0)
 }
 
 impl PeerTable {

@@ -15,6 +15,7 @@ use zmesh_client::relay::{ChunkStore, Relay};
 use zmesh_core::erasure;
 use zmesh_core::storage_auth::{AuthRequest, REPLAY_WINDOW_MS, sign};
 use zmesh_crypto::sign::SigningIdentity;
+use zmesh_node::clock::unix_ms as now_ms;
 use zmesh_types::{DataType, Key256};
 use zmesh_wire::store::{Op, Status, StoreMessage};
 
@@ -28,10 +29,6 @@ fn zmesh(identity: &Path, args: &[&str]) -> std::process::Output {
         .env("ZMESH_PASSPHRASE", PASSPHRASE)
         .output()
         .unwrap()
-}
-
-fn now_ms() -> u64 {
-    std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).unwrap().as_millis() as u64
 }
 
 fn auth(who: &SigningIdentity, op: Op, chunk_id: &[u8], at: u64) -> zmesh_wire::store::OwnerAuth {

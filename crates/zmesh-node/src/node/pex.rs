@@ -12,8 +12,9 @@ use zmesh_wire::WirePeer;
 use zmesh_wire::pex::{PexMessage, PexPeer, PexStatus};
 
 use super::{FEATURE_PEX_PRIVATE, Node};
+use crate::clock::unix_ms;
 use crate::metrics::label;
-use crate::peers::{MAX_PEX_CANDIDATES, unix_ms};
+use crate::peers::MAX_PEX_CANDIDATES;
 
 /// Parses a peer as another node described it; `None` unless the PeerId is an Ed25519 key
 /// (so its node id is defined) and at least one address is a valid multiaddr.

@@ -17,7 +17,7 @@ use zmesh_wire::shard::Shard;
 use zmesh_wire::store::{Op, Outcome, OwnerAuth, Status, StoreMessage};
 
 use crate::NodeError;
-use crate::peers::unix_ms;
+use crate::clock::unix_ms;
 
 pub const STORE_FILE: &str = "shards.redb";
 /// Nonces a holder remembers at most (one per request within the replay window).
