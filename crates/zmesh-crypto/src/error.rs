@@ -51,4 +51,49 @@ pub enum CryptoError {
     /// A signature that does not verify under the key (strict RFC 8032 rules).
     #[error("bad signature")]
     BadSignature,
+    /// Encoded input ends in the middle of a field.
+    #[error("truncated {0}")]
+    Truncated(&'static str),
+    /// A length or count field (or a whole input) above the bound this build accepts; checked
+    /// before anything is allocated.
+    #[error("{what} too long: {len}, at most {max}")]
+    TooLong {
+        /// What was measured.
+        what: &'static str,
+        /// Length or count found.
+        len: usize,
+        /// Largest accepted value.
+        max: usize,
+    },
+    /// Bytes left over after a complete encoding (one value must have exactly one encoding).
+    #[error("{extra} trailing bytes after {what}")]
+    TrailingBytes {
+        /// What was decoded.
+        what: &'static str,
+        /// Bytes left over.
+        extra: usize,
+    },
+    /// A field with a value this format does not allow.
+    #[error("malformed {0}")]
+    Malformed(&'static str),
+    /// A Curve25519 key of small order (a Diffie-Hellman with it would give an all-zero or
+    /// otherwise predictable shared secret), or a point that no honest key is (on the twist).
+    #[error("low-order (non-contributory) or invalid Curve25519 key")]
+    LowOrderKey,
+    /// A signed prekey bundle or certificate belongs to another identity than the one asked for.
+    #[error("identity does not match the expected address")]
+    IdentityMismatch,
+    /// The prekey bundle has no one-time key left to start a session with.
+    #[error("no unused one-time key left in the prekey bundle")]
+    NoOneTimeKey,
+    /// An inbound session can only start from a pre-key message.
+    #[error("expected an Olm pre-key message")]
+    NotPreKeyMessage,
+    /// The Olm sender key inside a message differs from the one its sender certificate names.
+    #[error("Olm sender key does not match the sender certificate")]
+    SenderMismatch,
+    /// Olm (vodozemac) refused to create a session or to decrypt: unknown or used one-time key,
+    /// bad MAC, message key already used or too far ahead, or a non-contributory key.
+    #[error("olm: {0}")]
+    Olm(String),
 }
