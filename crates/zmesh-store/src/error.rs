@@ -1,3 +1,5 @@
+use crate::mailbox::QuotaLimit;
+
 /// Errors of the store. `kind()` gives the coarse class the node maps to API statuses
 /// (`insufficient_storage` becomes HTTP 507).
 #[derive(Debug, thiserror::Error)]
@@ -19,6 +21,14 @@ pub enum StoreError {
     /// What is on disk cannot be decoded or fails its checksum.
     #[error("corrupt store: {0}")]
     Corrupt(String),
+    /// A mailbox append would pass a limit: `used` of `max` is taken and the entry needs
+    /// `needed` more (1 message, or its charged bytes). A relay answers the sender with a quota
+    /// refusal; for [`QuotaLimit::TotalBytes`] another replica may still have room.
+    #[error("mailbox quota exceeded ({limit}): {used} used + {needed} needed > {max}")]
+    QuotaExceeded { limit: QuotaLimit, used: u64, needed: u64, max: u64 },
+    /// A mailbox message body is longer than the store accepts.
+    #[error("message body of {len} bytes exceeds the limit of {max}")]
+    BodyTooLarge { len: u64, max: u64 },
     /// The database or the file system below it failed.
     #[error("database: {0}")]
     Db(String),
@@ -31,6 +41,8 @@ impl StoreError {
             StoreError::OwnerMismatch => "forbidden",
             StoreError::Expired => "expired",
             StoreError::Invalid(_) => "invalid",
+            StoreError::QuotaExceeded { .. } => "quota",
+            StoreError::BodyTooLarge { .. } => "too_large",
             StoreError::Corrupt(_) => "corrupt",
             StoreError::Db(_) => "io",
         }

@@ -11,6 +11,7 @@
 //! | `shards` | 33 bytes: `storage_key ‖ index` | the record: fixed header (version, owner, expiry, checksum, data length), then the data; see [`RECORD_OVERHEAD`] |
 //! | `ttl` | `(expires_at_ms, storage_key ‖ index)` | `()` |
 //! | `meta` | `"format"`, `"bytes_used"` | `u64` |
+//! | `chunks` | storage key | the chunk registry repair uses; see `registry.rs` |
 //!
 //! Keys sort by storage key first, so the shards of one key are a single range (`list`,
 //! `delete`). The `ttl` index sorts by expiry, so GC reads exactly the expired entries instead of
@@ -32,7 +33,9 @@
 //! acknowledged survives a crash.
 
 mod error;
+pub mod mailbox;
 mod record;
+mod registry;
 
 use std::path::Path;
 
@@ -45,7 +48,9 @@ use zmesh_types::Key256;
 use zmesh_types::constants::{MAX_ENCODED_SHARD_LEN, TOTAL_SHARDS};
 
 pub use error::StoreError;
+pub use mailbox::{Cursor, MailboxEntry, MailboxLimits, MailboxStore, QuotaLimit};
 pub use record::RECORD_OVERHEAD;
+pub use registry::{ChunkEntry, MAX_CERTIFICATE, MAX_RECORD, ShardCheck};
 
 /// `storage_key ‖ index`.
 type RawKey = [u8; 33];
@@ -176,6 +181,18 @@ impl ShardStore {
         data: &[u8],
         now_ms: u64,
     ) -> Result<(), StoreError> {
+        self.put_in(key, meta, data, now_ms, |_| Ok(()))
+    }
+
+    /// [`put`](Self::put), with `also` writing more in the same transaction (one fsync).
+    fn put_in(
+        &self,
+        key: &ShardKey,
+        meta: &ShardMeta,
+        data: &[u8],
+        now_ms: u64,
+        also: impl FnOnce(&WriteTransaction) -> Result<(), StoreError>,
+    ) -> Result<(), StoreError> {
         if usize::from(key.index) >= TOTAL_SHARDS {
             return Err(StoreError::Invalid(format!(
                 "shard index {} is not below {TOTAL_SHARDS}",
@@ -239,6 +256,7 @@ impl ShardStore {
             tables.ttl.insert((meta.expires_at_ms, &raw), ())?;
             tables.set_bytes_used(total - old_size + new_size)?;
         }
+        also(&txn)?;
         txn.commit()?;
         Ok(())
     }
