@@ -11,4 +11,5 @@ pub mod limits;
 pub mod lookup;
 pub mod pex;
 pub mod placement;
+pub mod repair;
 pub mod storage_auth;

@@ -59,6 +59,42 @@ impl<P: Clone + Eq + Hash> Placement<P> {
         Ok(Placement { holders, spare, failed: HashSet::new() })
     }
 
+    /// Plans a repair: `current[i]` is the node with a healthy shard `i`, or `None` when the
+    /// shard is missing. Each missing shard goes to the closest accepting candidate that holds
+    /// no shard of the chunk yet, so the 15 holders stay distinct nodes.
+    pub fn repair(
+        storage_key: &Key256,
+        current: &[Option<P>],
+        mut candidates: Vec<Candidate<P>>,
+    ) -> Result<Self, PlacementError> {
+        candidates.sort_by(|a, b| storage_key.cmp_distance(&a.node_id, &b.node_id));
+        let mut seen: HashSet<P> = current.iter().flatten().cloned().collect();
+        let mut spare: Vec<P> = candidates
+            .into_iter()
+            .filter(|c| c.accepting && seen.insert(c.peer.clone()))
+            .map(|c| c.peer)
+            .collect();
+        let missing = current.iter().filter(|h| h.is_none()).count();
+        if spare.len() < missing {
+            let healthy = current.len() - missing;
+            return Err(PlacementError::TooFewNodes {
+                usable: healthy + spare.len(),
+                needed: current.len(),
+            });
+        }
+        let mut fresh = spare.drain(..missing);
+        let holders = current
+            .iter()
+            .map(|h| match h {
+                Some(p) => Some(p.clone()),
+                None => fresh.next(),
+            })
+            .collect::<Option<Vec<P>>>()
+            .ok_or(PlacementError::Exhausted { index: 0 })?;
+        drop(fresh);
+        Ok(Placement { holders, spare, failed: HashSet::new() })
+    }
+
     pub fn holder(&self, index: usize) -> Option<&P> {
         self.holders.get(index)
     }
@@ -135,5 +171,47 @@ mod tests {
         assert_eq!(distinct.len(), 15);
         p.reassign(4).unwrap();
         assert_eq!(p.reassign(4), Err(PlacementError::Exhausted { index: 4 }));
+    }
+
+    #[test]
+    fn repair_fills_only_missing_slots_with_nodes_holding_nothing() {
+        let key = Key256::hash(b"k");
+        let all = candidates(30);
+        let original = Placement::plan(&key, all.clone()).unwrap();
+        let mut current: Vec<Option<usize>> =
+            original.holders().iter().copied().map(Some).collect();
+        for i in [0, 3, 7, 8, 14] {
+            current[i] = None;
+        }
+        let dead: HashSet<usize> =
+            [0, 3, 7, 8, 14].iter().map(|&i| original.holders()[i]).collect();
+        // The dead nodes do not answer capacity queries.
+        let alive: Vec<Candidate<usize>> = all
+            .iter()
+            .cloned()
+            .map(|mut c| {
+                c.accepting = !dead.contains(&c.peer);
+                c
+            })
+            .collect();
+        let mut repaired = Placement::repair(&key, &current, alive).unwrap();
+        for (i, h) in current.iter().enumerate() {
+            if let Some(h) = h {
+                assert_eq!(repaired.holders()[i], *h, "healthy shard {i} stays put");
+            } else {
+                assert!(!dead.contains(&repaired.holders()[i]));
+            }
+        }
+        let distinct: HashSet<usize> = repaired.holders().iter().copied().collect();
+        assert_eq!(distinct.len(), 15);
+        // A refusing new holder is replaced by another node that holds nothing yet.
+        let next = *repaired.reassign(3).unwrap();
+        assert!(!current.contains(&Some(next)));
+        // Only two nodes besides the ten healthy holders: five missing shards cannot all go.
+        let mut few: Vec<Candidate<usize>> =
+            all.iter().filter(|c| current.contains(&Some(c.peer))).cloned().collect();
+        few.extend(all.iter().filter(|c| !original.holders().contains(&c.peer)).take(2).cloned());
+        let err = Placement::repair(&key, &current, few).unwrap_err();
+        assert_eq!(err, PlacementError::TooFewNodes { usable: 12, needed: 15 });
     }
 }

@@ -129,6 +129,27 @@ pub fn verify(
     if skew_ms > REPLAY_WINDOW_MS {
         return Err(AuthError::Stale { skew_ms });
     }
+    let verified = verify_signature(auth)?;
+    if !guard.admit(auth.nonce, now_ms) {
+        return Err(AuthError::Replayed);
+    }
+    Ok(verified)
+}
+
+/// Checks an owner's PUT as a *certificate*: the lasting proof that these 15 shard checksums
+/// belong to this owner's chunk, which repair presents when it re-stores a rebuilt shard long
+/// after the PUT. No replay window or nonce applies (the shard must still match a signed
+/// checksum, and its expiry stays fixed by the signed time), so a certificate can only ever
+/// restore what the owner stored, never extend or change it.
+pub fn verify_certificate(auth: &OwnerAuth) -> Result<Verified, AuthError> {
+    if auth.op != Op::Put {
+        return Err(AuthError::WrongOp { expected: Op::Put, got: auth.op });
+    }
+    verify_signature(auth)
+}
+
+/// The checks every request shares: well-formed for its op, the key's owner, the signature.
+fn verify_signature(auth: &OwnerAuth) -> Result<Verified, AuthError> {
     let data_type = match auth.op {
         Op::Put => {
             if auth.shard_checksums.len() != zmesh_types::constants::TOTAL_SHARDS {
@@ -144,10 +165,13 @@ pub fn verify(
         return Err(AuthError::NotOwner);
     }
     public.verify(&auth.signed_bytes(), &auth.signature).map_err(|_| AuthError::BadSignature)?;
-    if !guard.admit(auth.nonce, now_ms) {
-        return Err(AuthError::Replayed);
-    }
     Ok(Verified { owner, data_type })
+}
+
+/// When a chunk stored under `certificate` expires: its signed time plus its type's TTL.
+pub fn expiry_of(certificate: &OwnerAuth) -> Option<u64> {
+    let ttl = DataType::from_code(certificate.data_type)?.ttl();
+    Some(certificate.timestamp_ms.saturating_add(ttl.as_millis() as u64))
 }
 
 #[cfg(test)]
@@ -176,6 +200,34 @@ mod tests {
         assert_eq!(v.owner, Key256(alice.public().address()));
         assert_eq!(v.data_type, Some(DataType::Media));
         assert_eq!(verify(&auth, Op::Put, NOW + 6, &mut guard), Err(AuthError::Replayed));
+    }
+
+    #[test]
+    fn a_certificate_stays_valid_after_the_window_but_not_when_altered() {
+        let alice = SigningIdentity::generate();
+        let cert = put(&alice, 2);
+        let v = verify_certificate(&cert).unwrap();
+        assert_eq!(v.owner, Key256(alice.public().address()));
+        assert_eq!(expiry_of(&cert), Some(NOW + DataType::Media.ttl().as_millis() as u64));
+        let mut forged = cert.clone();
+        forged.shard_checksums[3][0] ^= 1;
+        assert_eq!(verify_certificate(&forged), Err(AuthError::BadSignature));
+        let mut later = cert.clone();
+        later.timestamp_ms += 1;
+        assert_eq!(verify_certificate(&later), Err(AuthError::BadSignature));
+        let get = sign(
+            &alice,
+            AuthRequest {
+                op: Op::Get,
+                data_type: None,
+                chunk_id: b"blob/0",
+                shard_checksums: Vec::new(),
+                chunk_len: 0,
+            },
+            NOW,
+            [3; 16],
+        );
+        assert!(matches!(verify_certificate(&get), Err(AuthError::WrongOp { .. })));
     }
 
     #[test]

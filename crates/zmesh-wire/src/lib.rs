@@ -11,6 +11,7 @@ pub mod dht;
 mod error;
 mod peer;
 pub mod pex;
+pub mod repair;
 pub mod shard;
 pub mod store;
 

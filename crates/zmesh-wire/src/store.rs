@@ -8,6 +8,7 @@
 use zmesh_types::Key256;
 use zmesh_types::constants::{CHUNK_SIZE, TOTAL_SHARDS};
 
+use crate::repair::{PlacementRecord, ShardHealth};
 use crate::shard::Shard;
 use crate::{Message, Reader, WireError, Writer};
 
@@ -233,10 +234,14 @@ pub const TYPE_STORE_SHARD: u8 = 0x43;
 pub const TYPE_FETCH_SHARDS: u8 = 0x44;
 pub const TYPE_DELETE_SHARDS: u8 = 0x45;
 pub const TYPE_CAPACITY: u8 = 0x46;
+pub const TYPE_HEALTH_CHECK: u8 = 0x47;
+pub const TYPE_REPAIR_FETCH: u8 = 0x48;
+pub const TYPE_REPAIR_STORE: u8 = 0x49;
 pub const TYPE_RESULT: u8 = 0x50;
 pub const TYPE_CHUNK: u8 = 0x51;
 pub const TYPE_SHARDS: u8 = 0x52;
 pub const TYPE_CAPACITY_INFO: u8 = 0x53;
+pub const TYPE_HEALTH: u8 = 0x54;
 
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum StoreMessage {
@@ -268,6 +273,25 @@ pub enum StoreMessage {
     },
     /// Anyone → holder: can you take more shards?
     Capacity,
+    /// Warden → holder: which shards of this chunk do you hold, and are they healthy? Carries
+    /// the warden's placement record, which the holder keeps if it is newer than its own; the
+    /// check itself tells the holder a warden is at work, so the next in line stays silent.
+    HealthCheck {
+        storage_key: Key256,
+        record: Option<PlacementRecord>,
+    },
+    /// Warden → holder: send me shard `index`, to rebuild the chunk (answered with `Shards`).
+    RepairFetch {
+        storage_key: Key256,
+        index: u8,
+    },
+    /// Warden → new holder: keep this rebuilt shard. `certificate` is the owner's original
+    /// signed PUT, whose checksums the shard must match and whose time fixes its expiry.
+    RepairStore {
+        certificate: OwnerAuth,
+        shard: Shard,
+        record: PlacementRecord,
+    },
     /// The answer to PutChunk, DeleteChunk, StoreShard, DeleteShards.
     Result(Outcome),
     /// The answer to GetChunk.
@@ -284,6 +308,32 @@ pub enum StoreMessage {
         free_bytes: u64,
         accepting: bool,
     },
+    /// The answer to HealthCheck: the holder's shards of the chunk, whether it has the owner's
+    /// certificate for it, and its own placement record when that is newer than the warden's.
+    Health {
+        outcome: Outcome,
+        has_certificate: bool,
+        shards: Vec<ShardHealth>,
+        record: Option<PlacementRecord>,
+    },
+}
+
+fn encode_record(w: &mut Writer, record: &Option<PlacementRecord>) {
+    match record {
+        Some(r) => {
+            w.u8(1);
+            r.encode(w);
+        }
+        None => w.u8(0),
+    }
+}
+
+fn decode_record(r: &mut Reader<'_>) -> Result<Option<PlacementRecord>, WireError> {
+    match r.u8("record flag")? {
+        0 => Ok(None),
+        1 => Ok(Some(PlacementRecord::decode(r)?)),
+        v => Err(WireError::BadValue { field: "record flag", value: v.into() }),
+    }
 }
 
 impl Message for StoreMessage {
@@ -322,6 +372,35 @@ impl Message for StoreMessage {
                 auth.encode(w);
             }
             StoreMessage::Capacity => w.u8(TYPE_CAPACITY),
+            StoreMessage::HealthCheck { storage_key, record } => {
+                w.u8(TYPE_HEALTH_CHECK);
+                w.bytes(&storage_key.0);
+                encode_record(w, record);
+            }
+            StoreMessage::RepairFetch { storage_key, index } => {
+                w.u8(TYPE_REPAIR_FETCH);
+                w.bytes(&storage_key.0);
+                w.u8(*index);
+            }
+            StoreMessage::RepairStore { certificate, shard, record } => {
+                w.u8(TYPE_REPAIR_STORE);
+                certificate.encode(w);
+                let bytes = shard.to_bytes();
+                w.u32(bytes.len() as u32);
+                w.bytes(&bytes);
+                record.encode(w);
+            }
+            StoreMessage::Health { outcome, has_certificate, shards, record } => {
+                w.u8(TYPE_HEALTH);
+                outcome.encode(w);
+                w.u8(*has_certificate as u8);
+                let shards = &shards[..shards.len().min(TOTAL_SHARDS)];
+                w.u8(shards.len() as u8);
+                for s in shards {
+                    s.encode(w);
+                }
+                encode_record(w, record);
+            }
             StoreMessage::Result(outcome) => {
                 w.u8(TYPE_RESULT);
                 outcome.encode(w);
@@ -380,6 +459,42 @@ impl Message for StoreMessage {
                 Ok(StoreMessage::DeleteShards { auth: OwnerAuth::decode(&mut r)? })
             }
             TYPE_CAPACITY => Ok(StoreMessage::Capacity),
+            TYPE_HEALTH_CHECK => Ok(StoreMessage::HealthCheck {
+                storage_key: Key256(r.array("storage key")?),
+                record: decode_record(&mut r)?,
+            }),
+            TYPE_REPAIR_FETCH => {
+                let storage_key = Key256(r.array("storage key")?);
+                let index = r.u8("shard index")?;
+                if usize::from(index) >= TOTAL_SHARDS {
+                    return Err(WireError::BadValue { field: "shard index", value: index.into() });
+                }
+                Ok(StoreMessage::RepairFetch { storage_key, index })
+            }
+            TYPE_REPAIR_STORE => {
+                let certificate = OwnerAuth::decode(&mut r)?;
+                let shard = shard(&mut r)?;
+                Ok(StoreMessage::RepairStore {
+                    certificate,
+                    shard,
+                    record: PlacementRecord::decode(&mut r)?,
+                })
+            }
+            TYPE_HEALTH => {
+                let outcome = Outcome::decode(&mut r)?;
+                let has_certificate = r.u8("certificate flag")? != 0;
+                let count = r.count_u8("shard health", TOTAL_SHARDS)?;
+                let mut shards = Vec::with_capacity(count);
+                for _ in 0..count {
+                    shards.push(ShardHealth::decode(&mut r)?);
+                }
+                Ok(StoreMessage::Health {
+                    outcome,
+                    has_certificate,
+                    shards,
+                    record: decode_record(&mut r)?,
+                })
+            }
             TYPE_RESULT => Ok(StoreMessage::Result(Outcome::decode(&mut r)?)),
             TYPE_CHUNK => {
                 let outcome = Outcome::decode(&mut r)?;
@@ -406,6 +521,7 @@ impl Message for StoreMessage {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::repair::strategy::{health, record};
     use crate::shard::tests::shard;
     use crate::{decode_frame, encode_frame};
     use proptest::prelude::*;
@@ -468,6 +584,24 @@ mod tests {
             (any::<u64>(), any::<bool>()).prop_map(|(free_bytes, accepting)| {
                 StoreMessage::CapacityInfo { free_bytes, accepting }
             }),
+            (any::<[u8; 32]>(), proptest::option::of(record())).prop_map(|(key, record)| {
+                StoreMessage::HealthCheck { storage_key: Key256(key), record }
+            }),
+            (any::<[u8; 32]>(), 0..TOTAL_SHARDS as u8).prop_map(|(key, index)| {
+                StoreMessage::RepairFetch { storage_key: Key256(key), index }
+            }),
+            (auth(), shard(), record()).prop_map(|(certificate, shard, record)| {
+                StoreMessage::RepairStore { certificate, shard, record }
+            }),
+            (
+                outcome(),
+                any::<bool>(),
+                proptest::collection::vec(health(), 0..=TOTAL_SHARDS),
+                proptest::option::of(record()),
+            )
+                .prop_map(|(outcome, has_certificate, shards, record)| {
+                    StoreMessage::Health { outcome, has_certificate, shards, record }
+                }),
         ]
     }
 
