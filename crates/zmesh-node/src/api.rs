@@ -40,6 +40,7 @@ pub fn router(handle: NodeHandle) -> Router {
         .route("/v1/dht/closest/{key}", get(closest))
         .route("/v1/storage", get(storage))
         .route("/v1/storage/keys/{key}", get(storage_key))
+        .route("/v1/repair", get(repair))
         .route("/metrics", get(metrics))
         .fallback(|| async { ApiError(StatusCode::NOT_FOUND, "no such endpoint".into()) })
         .with_state(handle)
@@ -92,6 +93,13 @@ async fn storage_key(
         .map_err(|e| ApiError(StatusCode::INTERNAL_SERVER_ERROR, e.to_string()))?
         .map_err(|e| ApiError(StatusCode::INTERNAL_SERVER_ERROR, e.to_string()))?;
     Ok(Json(json!({ "storage_key": key, "indices": indices })))
+}
+
+async fn repair(State(node): State<NodeHandle>) -> Result<impl IntoResponse, ApiError> {
+    match node.repair {
+        Some(service) => Ok(Json(service.report())),
+        None => Err(ApiError(StatusCode::NOT_FOUND, "repair is disabled on this node".into())),
+    }
 }
 
 async fn metrics(State(node): State<NodeHandle>) -> impl IntoResponse {

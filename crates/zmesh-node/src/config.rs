@@ -88,6 +88,22 @@ gc_interval = "1m"
 # only. Leave at "0s" on a real node.
 clock_offset = "0s"
 
+[repair]
+# Scan the chunks this node is warden of, rebuild lost shards and verify expired ones are gone.
+enabled = true
+# How often the warden (the holder closest to a chunk's key) checks each chunk's health. The
+# next holder in line waits half a period longer per rank before taking over a silent warden.
+scan_interval = "1h"
+# Repair a chunk with fewer healthy shards than this (of 15). Every missing shard is rebuilt.
+threshold = 13
+# Shards per chunk and scan fetched whole and checked against the owner's signed checksum, so a
+# holder cannot just claim to be healthy. 0 trusts health reports.
+spot_checks = 1
+# Chunks scanned at once. Scans mostly wait on other nodes, so this can be well above the cores.
+max_concurrent = 16
+# How often this node re-reads every shard it holds and drops any that fails its checksum.
+audit_interval = "6h"
+
 [log]
 # Log filter (tracing EnvFilter syntax); RUST_LOG overrides it. libp2p's Kademlia warns about
 # routine start-up conditions (e.g. an empty routing table), so it is quieter by default.
@@ -158,6 +174,7 @@ pub struct NodeConfig {
     pub limits: LimitsSection,
     pub pex: PexSection,
     pub storage: StorageSection,
+    pub repair: RepairSection,
     pub log: LogSection,
 }
 
@@ -305,6 +322,30 @@ impl Default for StorageSection {
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(default, deny_unknown_fields)]
+pub struct RepairSection {
+    pub enabled: bool,
+    pub scan_interval: ConfigDuration,
+    pub threshold: usize,
+    pub spot_checks: usize,
+    pub max_concurrent: usize,
+    pub audit_interval: ConfigDuration,
+}
+
+impl Default for RepairSection {
+    fn default() -> Self {
+        RepairSection {
+            enabled: true,
+            scan_interval: secs(3600),
+            threshold: zmesh_core::repair::DEFAULT_REPAIR_THRESHOLD,
+            spot_checks: 1,
+            max_concurrent: 16,
+            audit_interval: secs(6 * 3600),
+        }
+    }
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
 pub struct LogSection {
     pub level: String,
 }
@@ -338,6 +379,20 @@ impl NodeConfig {
         }
         if self.keepalive.ping_interval.0.is_zero() || self.keepalive.pong_timeout.0.is_zero() {
             return bad("keepalive.ping_interval and keepalive.pong_timeout must be above zero");
+        }
+        let r = &self.repair;
+        if !(zmesh_types::constants::DATA_SHARDS..=zmesh_types::constants::TOTAL_SHARDS)
+            .contains(&r.threshold)
+        {
+            return bad("repair.threshold must be between 10 and 15");
+        }
+        if r.scan_interval.0 < Duration::from_millis(100) || r.max_concurrent == 0 {
+            return bad(
+                "repair.scan_interval must be at least 100ms and max_concurrent at least 1",
+            );
+        }
+        if r.audit_interval.0.is_zero() {
+            return bad("repair.audit_interval must be above zero");
         }
         let l = &self.limits;
         if l.max_per_peer == 0 || l.max_total == 0 || l.max_per_ip == 0 || l.max_pending == 0 {

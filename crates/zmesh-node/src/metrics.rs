@@ -30,6 +30,17 @@ pub struct Metrics {
     pub storage_gc_removed: Counter,
     pub storage_bytes_used: Gauge,
     pub storage_shards: Gauge,
+    pub repair_chunks_watched: Gauge,
+    pub repair_chunks_wardened: Gauge,
+    pub repair_scans: Counter,
+    pub repair_events: Family<Labels, Counter>,
+    pub repair_bytes: Family<Labels, Counter>,
+    pub repair_shards_rebuilt: Counter,
+    pub repair_expiries_verified: Counter,
+    pub repair_expiry_violations: Counter,
+    pub repair_spot_check_failures: Counter,
+    pub audit_shards_checked: Counter,
+    pub audit_damaged: Counter,
 }
 
 impl Metrics {
@@ -54,6 +65,17 @@ impl Metrics {
             storage_gc_removed: Counter::default(),
             storage_bytes_used: Gauge::default(),
             storage_shards: Gauge::default(),
+            repair_chunks_watched: Gauge::default(),
+            repair_chunks_wardened: Gauge::default(),
+            repair_scans: Counter::default(),
+            repair_events: Family::default(),
+            repair_bytes: Family::default(),
+            repair_shards_rebuilt: Counter::default(),
+            repair_expiries_verified: Counter::default(),
+            repair_expiry_violations: Counter::default(),
+            repair_spot_check_failures: Counter::default(),
+            audit_shards_checked: Counter::default(),
+            audit_damaged: Counter::default(),
         };
         r.register(
             "peers_active",
@@ -109,6 +131,49 @@ impl Metrics {
         r.register("storage_gc_removed", "Expired shards deleted", m.storage_gc_removed.clone());
         r.register("storage_bytes_used", "Bytes of shards held", m.storage_bytes_used.clone());
         r.register("storage_shards", "Shards held", m.storage_shards.clone());
+        r.register(
+            "repair_chunks_watched",
+            "Chunks this node holds shards of and watches",
+            m.repair_chunks_watched.clone(),
+        );
+        r.register(
+            "repair_chunks_wardened",
+            "Chunks this node is first in line to scan",
+            m.repair_chunks_wardened.clone(),
+        );
+        r.register("repair_scans", "Chunk health scans run", m.repair_scans.clone());
+        r.register("repair_events", "Repair outcomes by kind (repair, failure, unrecoverable, expiry_verified, expiry_violation)", m.repair_events.clone());
+        r.register(
+            "repair_bytes",
+            "Repair traffic in shard bytes, by direction (fetched, stored)",
+            m.repair_bytes.clone(),
+        );
+        r.register(
+            "repair_shards_rebuilt",
+            "Shards rebuilt and placed by repair",
+            m.repair_shards_rebuilt.clone(),
+        );
+        r.register(
+            "repair_expiries_verified",
+            "Expired chunks verified deleted on every reachable holder",
+            m.repair_expiries_verified.clone(),
+        );
+        r.register(
+            "repair_expiry_violations",
+            "Expired shards found still held",
+            m.repair_expiry_violations.clone(),
+        );
+        r.register(
+            "repair_spot_check_failures",
+            "Shards a holder called healthy that failed their signed checksum",
+            m.repair_spot_check_failures.clone(),
+        );
+        r.register(
+            "audit_shards_checked",
+            "Shards re-read and checked by audits",
+            m.audit_shards_checked.clone(),
+        );
+        r.register("audit_damaged", "Damaged shards dropped by audits", m.audit_damaged.clone());
         (m, r)
     }
 }

@@ -102,7 +102,13 @@ pub struct PeerTable {
     /// Peers whose last connection dropped, dialled once to tell a broken connection from a
     /// death: why it dropped, and since when.
     pub probing: HashMap<PeerId, (String, Instant)>,
+    /// Peers declared dead and not connected since, with when: requests to them fail at once
+    /// instead of waiting for a dial to time out.
+    dead_since: HashMap<PeerId, Instant>,
 }
+
+/// How long a dead peer is presumed dead without news of it.
+const PRESUMED_DEAD: Duration = Duration::from_secs(600);
 
 impl PeerTable {
     pub fn get(&self, peer: &PeerId) -> Option<&PeerInfo> {
@@ -133,6 +139,7 @@ impl PeerTable {
         inbound: bool,
         now: Instant,
     ) {
+        self.dead_since.remove(&peer);
         let source = if self.pex_candidates.contains_key(&peer) {
             PeerSource::Pex
         } else if inbound {
@@ -177,7 +184,15 @@ impl PeerTable {
         self.peers.get_mut(peer)?.connections.get_mut(&id)
     }
 
+    /// Whether `peer` was declared dead (within the last ten minutes) and has not connected since.
+    pub fn is_presumed_dead(&self, peer: &PeerId) -> bool {
+        self.dead_since.get(peer).is_some_and(|t| t.elapsed() < PRESUMED_DEAD)
+    }
+
     pub fn mark_dead(&mut self, peer: &PeerId, reason: String) {
+        let now = Instant::now();
+        self.dead_since.retain(|_, t| now.duration_since(*t) < PRESUMED_DEAD);
+        self.dead_since.insert(*peer, now);
         if self.dead.len() >= DEAD_HISTORY {
             self.dead.pop_front();
         }

@@ -49,6 +49,8 @@ struct Watch {
     jitter_ms: u64,
     in_flight: bool,
     deferrals: u32,
+    /// Scan at the next opportunity (a holder was lost), whatever the deadline.
+    urgent: bool,
 }
 
 #[derive(Debug)]
@@ -94,6 +96,7 @@ impl WardenSchedule {
             jitter_ms,
             in_flight: false,
             deferrals: 0,
+            urgent: false,
         });
         watch.rank = rank;
         watch.expires_at_ms = expires_at_ms;
@@ -145,9 +148,18 @@ impl WardenSchedule {
         for (_, key) in &due {
             if let Some(w) = self.watches.get_mut(key) {
                 w.in_flight = true;
+                w.urgent = false;
             }
         }
         due.into_iter().map(|(_, k)| k).collect()
+    }
+
+    /// A holder of `key` was lost, or a repair failed: scan it now rather than at the deadline
+    /// (if this node scans it at all). Called during a scan, it asks for another right after.
+    pub fn expedite(&mut self, key: &Key256) {
+        if let Some(w) = self.watches.get_mut(key) {
+            w.urgent = true;
+        }
     }
 
     /// The scan of `key` ended (whatever its outcome): it counts as a warden's check.
@@ -196,6 +208,9 @@ impl WardenSchedule {
 
 fn deadline(config: &ScheduleConfig, w: &Watch) -> Option<u64> {
     let rank = w.rank? as u64;
+    if w.urgent {
+        return Some(0);
+    }
     Some(
         w.last_heard_ms
             .saturating_add(config.period_ms)
@@ -358,7 +373,12 @@ mod tests {
         assert_eq!(s.due(deadline, 10), vec![key]);
         assert!(s.due(deadline + 1, 10).is_empty(), "in flight until finished");
         s.finished(&key, deadline);
+        s.expedite(&key);
+        assert_eq!(s.due(deadline + 1, 10), vec![key], "a lost holder makes it due at once");
+        s.finished(&key, deadline + 1);
+        assert!(s.due(deadline + 2, 10).is_empty());
         s.watch(key, None, u64::MAX, deadline);
+        s.expedite(&key);
         assert_eq!(s.next_deadline(), None);
         assert!(s.due(u64::MAX, 10).is_empty());
         assert_eq!(s.counts(), (1, 0));

@@ -70,7 +70,19 @@ impl Node {
         let Some(active) = self.lookups.get_mut(&id) else { return };
         if let Some(batch) = active.lookup.next_round() {
             let target = active.lookup.target();
-            let requests: Vec<(PeerId, Vec<Multiaddr>)> = batch
+            // Peers this node saw die count as failed at once rather than after a dial timeout
+            // (other nodes' routing tables still name them for a while).
+            let (dead, alive): (Vec<PeerId>, Vec<PeerId>) = batch
+                .into_iter()
+                .partition(|p| !self.swarm.is_connected(p) && self.peers.is_presumed_dead(p));
+            let Some(active) = self.lookups.get_mut(&id) else { return };
+            for peer in &dead {
+                active.lookup.on_failure(peer);
+            }
+            if alive.is_empty() {
+                return self.drive_lookup(id);
+            }
+            let requests: Vec<(PeerId, Vec<Multiaddr>)> = alive
                 .into_iter()
                 .map(|p| (p, active.addrs.get(&p).cloned().unwrap_or_default()))
                 .collect();

@@ -25,6 +25,7 @@ use prometheus_client::registry::Registry;
 use tokio::sync::{mpsc, oneshot};
 use zmesh_core::handshake::LocalOffer;
 use zmesh_core::pex::RequestLimiter;
+use zmesh_core::repair::ScheduleConfig;
 use zmesh_types::{Capabilities, Key256, NodeId};
 use zmesh_wire::control::Feature;
 use zmesh_wire::dht::DhtMessage;
@@ -37,6 +38,7 @@ use crate::limits::{self, LimitHit};
 use crate::metrics::{Metrics, label};
 use crate::peers::PeerTable;
 use crate::storage::relay::Relay;
+use crate::storage::repair::RepairService;
 use crate::storage::{Holder, StorageNet};
 use crate::{NodeConfig, NodeError, identity};
 use lookup::{ClosestPeers, LookupReply};
@@ -93,6 +95,8 @@ pub struct NodeHandle {
     pub registry: Arc<Registry>,
     /// The shard store, when storage is enabled.
     pub storage: Option<Arc<Holder>>,
+    /// The anti-entropy service, when storage and repair are enabled.
+    pub repair: Option<Arc<RepairService>>,
 }
 
 impl NodeHandle {
@@ -147,6 +151,7 @@ pub(crate) struct Node {
     dead_closing: HashSet<PeerId>,
     holder: Option<Arc<Holder>>,
     relay: Option<Arc<Relay>>,
+    repair: Option<Arc<RepairService>>,
     store_requests: HashMap<OutboundRequestId, oneshot::Sender<Result<StoreMessage, String>>>,
     store_answers: mpsc::Sender<StoreAnswer>,
     last_gc: Instant,
@@ -268,21 +273,36 @@ pub async fn run(
     let api_addr = api_listener.local_addr().map_err(|e| NodeError::io("API address", e))?;
 
     let holder = if config.storage.enabled {
-        Some(Arc::new(Holder::open(dir, config.storage.max_bytes, config.storage.clock_offset.0)?))
+        let schedule =
+            ScheduleConfig::from_period(config.repair.scan_interval.0.as_millis() as u64);
+        Some(Arc::new(Holder::open(
+            dir,
+            config.storage.max_bytes,
+            config.storage.clock_offset.0,
+            local_peer,
+            schedule,
+        )?))
     } else {
         None
     };
     let (metrics, registry) = Metrics::new();
     let (tx, mut commands) = mpsc::channel(256);
-    let relay = holder.as_ref().map(|holder| {
-        Arc::new(Relay::new(StorageNet {
-            commands: tx.clone(),
-            local: local_peer,
-            holder: holder.clone(),
-        }))
+    let storage_net = holder.as_ref().map(|holder| StorageNet {
+        commands: tx.clone(),
+        local: local_peer,
+        holder: holder.clone(),
     });
+    let relay = storage_net.clone().map(|net| Arc::new(Relay::new(net)));
+    let repair = storage_net
+        .filter(|_| config.repair.enabled)
+        .map(|net| RepairService::new(net, config.repair.clone(), metrics.clone()));
     let (store_answers, mut store_answers_rx) = mpsc::channel::<StoreAnswer>(64);
-    let handle = NodeHandle { commands: tx, registry: Arc::new(registry), storage: holder.clone() };
+    let handle = NodeHandle {
+        commands: tx,
+        registry: Arc::new(registry),
+        storage: holder.clone(),
+        repair: repair.clone(),
+    };
     tokio::spawn(crate::api::serve(api_listener, handle));
 
     let (_, capabilities) = local_offer(&config);
@@ -303,6 +323,7 @@ pub async fn run(
         dead_closing: HashSet::new(),
         holder,
         relay,
+        repair: repair.clone(),
         store_requests: HashMap::new(),
         store_answers,
         last_gc: now,
@@ -321,6 +342,9 @@ pub async fn run(
         "node started"
     );
     node.dial_bootstrap();
+    if let Some(repair) = &repair {
+        repair.start();
+    }
 
     let mut tick = tokio::time::interval(Duration::from_millis(250));
     tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
@@ -723,6 +747,9 @@ impl Node {
         self.metrics.peers_dead.get_or_create(&label("reason", kind)).inc();
         self.peers.mark_dead(&peer, reason);
         self.peers.probing.remove(&peer);
+        if let Some(repair) = &self.repair {
+            repair.peer_lost(peer);
+        }
         if let Some(kad) = self.swarm.behaviour_mut().kad.as_mut() {
             kad.remove_peer(&peer);
         }

@@ -18,6 +18,9 @@ fn op_name(message: &StoreMessage) -> &'static str {
         StoreMessage::FetchShards { .. } => "fetch_shards",
         StoreMessage::DeleteShards { .. } => "delete_shards",
         StoreMessage::Capacity => "capacity",
+        StoreMessage::HealthCheck { .. } => "health_check",
+        StoreMessage::RepairFetch { .. } => "repair_fetch",
+        StoreMessage::RepairStore { .. } => "repair_store",
         _ => "other",
     }
 }
@@ -26,7 +29,8 @@ fn status_of(answer: &StoreMessage) -> Option<Status> {
     match answer {
         StoreMessage::Result(o)
         | StoreMessage::Chunk { outcome: o, .. }
-        | StoreMessage::Shards { outcome: o, .. } => Some(o.status),
+        | StoreMessage::Shards { outcome: o, .. }
+        | StoreMessage::Health { outcome: o, .. } => Some(o.status),
         _ => None,
     }
 }
@@ -39,6 +43,10 @@ impl Node {
         message: StoreMessage,
         reply: oneshot::Sender<Result<StoreMessage, String>>,
     ) {
+        if !self.swarm.is_connected(&peer) && self.peers.is_presumed_dead(&peer) {
+            let _ = reply.send(Err(format!("peer {peer} was declared dead")));
+            return;
+        }
         let Some(store) = self.swarm.behaviour_mut().store.as_mut() else {
             let _ = reply.send(Err("storage is disabled on this node".into()));
             return;
@@ -114,7 +122,7 @@ impl Node {
             _ => {
                 let Some(holder) = self.holder.clone() else { return };
                 tokio::task::spawn_blocking(move || {
-                    let answer = finish(holder.handle(request));
+                    let answer = finish(holder.handle(&peer, request));
                     let _ = answers.blocking_send((channel, answer));
                 });
             }

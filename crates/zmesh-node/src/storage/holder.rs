@@ -16,8 +16,13 @@ use zmesh_types::constants::MAX_ENCODED_SHARD_LEN;
 use zmesh_wire::shard::Shard;
 use zmesh_wire::store::{Op, Outcome, OwnerAuth, Status, StoreMessage};
 
+use libp2p::PeerId;
+use zmesh_core::repair::{ScheduleConfig, WardenSchedule};
+
+use super::custody::AuditCounters;
 use crate::NodeError;
 use crate::clock::unix_ms;
+use crate::identity::node_id;
 
 pub const STORE_FILE: &str = "shards.redb";
 /// Nonces a holder remembers at most (one per request within the replay window).
@@ -25,9 +30,13 @@ const REPLAY_CAPACITY: usize = 200_000;
 
 #[derive(Debug)]
 pub struct Holder {
-    store: ShardStore,
+    pub(super) store: ShardStore,
     guard: Mutex<ReplayGuard>,
     clock_offset: Duration,
+    pub(super) local_peer: PeerId,
+    /// Which of the chunks held here this node scans, and when (see `zmesh_core::repair`).
+    pub(super) schedule: Mutex<WardenSchedule>,
+    pub audit: AuditCounters,
 }
 
 /// `GET /v1/storage`.
@@ -51,7 +60,7 @@ pub(crate) fn auth_status(e: &AuthError) -> Status {
     }
 }
 
-fn store_status(e: &StoreError) -> Status {
+pub(super) fn store_status(e: &StoreError) -> Status {
     match e {
         StoreError::InsufficientStorage { .. } => Status::InsufficientStorage,
         StoreError::OwnerMismatch => Status::Unauthorized,
@@ -60,16 +69,32 @@ fn store_status(e: &StoreError) -> Status {
     }
 }
 
-fn result(outcome: Outcome) -> StoreMessage {
+pub(super) fn result(outcome: Outcome) -> StoreMessage {
     StoreMessage::Result(outcome)
 }
 
 impl Holder {
-    pub fn open(dir: &Path, max_bytes: u64, clock_offset: Duration) -> Result<Self, NodeError> {
+    /// Opens the shard store in `dir` and starts watching every chunk in its registry.
+    pub fn open(
+        dir: &Path,
+        max_bytes: u64,
+        clock_offset: Duration,
+        local_peer: PeerId,
+        schedule: ScheduleConfig,
+    ) -> Result<Self, NodeError> {
         let path = dir.join(STORE_FILE);
         let store = ShardStore::open(&path, max_bytes)
             .map_err(|e| NodeError::Config(format!("opening {}: {e}", path.display())))?;
-        Ok(Holder { store, guard: Mutex::new(ReplayGuard::new(REPLAY_CAPACITY)), clock_offset })
+        let holder = Holder {
+            store,
+            guard: Mutex::new(ReplayGuard::new(REPLAY_CAPACITY)),
+            clock_offset,
+            local_peer,
+            schedule: Mutex::new(WardenSchedule::new(schedule, node_id(&local_peer))),
+            audit: AuditCounters::default(),
+        };
+        holder.watch_registry()?;
+        Ok(holder)
     }
 
     /// The storage clock: wall time plus the configured offset.
@@ -84,9 +109,19 @@ impl Holder {
         storage_auth::verify(auth, op, unix_ms(), &mut guard)
     }
 
-    /// Answers one holder request (StoreShard, FetchShards, DeleteShards, Capacity).
-    pub fn handle(&self, request: StoreMessage) -> StoreMessage {
+    /// Answers one holder request from `from` (StoreShard, FetchShards, DeleteShards, Capacity,
+    /// and repair's HealthCheck, RepairFetch, RepairStore).
+    pub fn handle(&self, from: &PeerId, request: StoreMessage) -> StoreMessage {
         match request {
+            StoreMessage::HealthCheck { storage_key, record } => {
+                self.health_check(from, &storage_key, record)
+            }
+            StoreMessage::RepairFetch { storage_key, index } => {
+                self.repair_fetch(from, &storage_key, index)
+            }
+            StoreMessage::RepairStore { certificate, shard, record } => {
+                result(self.repair_store(&certificate, &shard, record))
+            }
             StoreMessage::StoreShard { auth, shard } => result(self.store_shard(&auth, &shard)),
             StoreMessage::FetchShards { auth } => self.fetch(&auth),
             StoreMessage::DeleteShards { auth } => result(self.delete(&auth)),
@@ -133,8 +168,18 @@ impl Holder {
             checksum: Sha256::digest(&bytes).into(),
         };
         let key = ShardKey { storage_key: h.storage_key, index: h.index };
-        match self.store.put(&key, &meta, &bytes, self.now_ms()) {
-            Ok(()) => Outcome::ok(1),
+        let stored = match self.registry_entry(auth, None) {
+            Ok(Some(entry)) => {
+                self.store.put_with_chunk(&key, &meta, &bytes, self.now_ms(), &entry)
+            }
+            Ok(None) => self.store.put(&key, &meta, &bytes, self.now_ms()),
+            Err(e) => Err(e),
+        };
+        match stored {
+            Ok(()) => {
+                self.watch_chunk(&h.storage_key);
+                Outcome::ok(1)
+            }
             Err(e) => Outcome::error(store_status(&e), e.to_string()),
         }
     }

@@ -1,8 +1,10 @@
 //! Storage on a node: the holder (shards kept for owners) and the relay (client requests turned
 //! into placement, erasure coding and shard requests to holders).
 
+pub mod custody;
 pub mod holder;
 pub mod relay;
+pub mod repair;
 
 use std::sync::Arc;
 use std::time::Duration;
@@ -49,7 +51,8 @@ impl StorageNet {
     ) -> Result<StoreMessage, String> {
         if peer.0 == self.local {
             let holder = self.holder.clone();
-            return tokio::task::spawn_blocking(move || holder.handle(message))
+            let local = self.local;
+            return tokio::task::spawn_blocking(move || holder.handle(&local, message))
                 .await
                 .map_err(|e| format!("local holder: {e}"));
         }

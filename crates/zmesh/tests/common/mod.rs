@@ -2,6 +2,8 @@
 //! processes, talked to through their HTTP API.
 #![allow(dead_code)]
 
+pub mod chunks;
+
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
@@ -142,6 +144,22 @@ impl Devnet {
 
     pub fn log(&self, i: usize) -> String {
         std::fs::read_to_string(self.nodes[i].dir.join("node.log")).unwrap_or_default()
+    }
+
+    /// Runs `f`; if it panics, prints every node's log lines containing `filter` first, so a
+    /// failure in a multi-process test comes with what the nodes said.
+    pub fn explain<T>(&self, filter: &str, f: impl FnOnce() -> T) -> T {
+        match std::panic::catch_unwind(std::panic::AssertUnwindSafe(f)) {
+            Ok(v) => v,
+            Err(panic) => {
+                for i in 0..self.nodes.len() {
+                    for line in self.log(i).lines().filter(|l| l.contains(filter)) {
+                        eprintln!("node {i}: {line}");
+                    }
+                }
+                std::panic::resume_unwind(panic)
+            }
+        }
     }
 
     /// Stops the devnet with SIGINT, as Ctrl-C would, and checks every node process is gone.
