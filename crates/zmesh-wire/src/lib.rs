@@ -9,6 +9,7 @@ mod codec;
 pub mod control;
 pub mod dht;
 mod error;
+pub mod msg;
 mod peer;
 pub mod pex;
 pub mod repair;
