@@ -120,8 +120,20 @@ impl RepairService {
         match decision {
             Decision::Healthy => {}
             Decision::Repair { rebuild } => {
-                let known: HashSet<PeerId> =
-                    record_slots.iter().chain(&assessment.healthy).flatten().copied().collect();
+                // Nodes that hold a shard of this chunk, or may (recorded but silent), get no
+                // other: one that merely missed a health check would end up with two.
+                let empty_handed: HashSet<PeerId> = reports
+                    .iter()
+                    .filter(|(_, r)| matches!(r, HolderReport::Answered(s) if s.is_empty()))
+                    .map(|(p, _)| *p)
+                    .collect();
+                let known: HashSet<PeerId> = record_slots
+                    .iter()
+                    .flatten()
+                    .filter(|p| !empty_handed.contains(p))
+                    .chain(assessment.healthy.iter().flatten())
+                    .copied()
+                    .collect();
                 self.repair(key, &custody, &assessment, &known, rebuild, version).await;
             }
             Decision::Unrecoverable { healthy } => {
@@ -327,8 +339,6 @@ impl RepairService {
             Err(e) => return fail(format!("looking up the nearest nodes: {e}")),
         };
         self.remember_addresses(&found.iter().map(|(p, _, a)| (*p, a.clone())).collect::<Vec<_>>());
-        // Nodes that hold or held a shard of this chunk get no other: one that merely missed a
-        // health check would otherwise end up with two shards of one chunk.
         let asks = found.iter().filter(|(p, _, _)| !known_holders.contains(p)).map(
             |(peer, _, _)| async move {
                 let answer = self.ask(*peer, StoreMessage::Capacity, CAPACITY_TIMEOUT).await;
