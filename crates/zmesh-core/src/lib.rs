@@ -9,6 +9,7 @@ pub mod handshake;
 pub mod keepalive;
 pub mod limits;
 pub mod lookup;
+pub mod mailbox;
 pub mod pex;
 pub mod placement;
 pub mod repair;
