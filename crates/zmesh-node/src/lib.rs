@@ -11,6 +11,7 @@ pub mod framing;
 pub mod fsutil;
 pub mod identity;
 pub mod limits;
+pub mod messaging;
 pub mod metrics;
 pub mod node;
 pub mod peers;
