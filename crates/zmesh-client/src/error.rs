@@ -112,6 +112,35 @@ pub enum ClientError {
     Inconsistent { id: BlobId, reason: String },
     #[error("relay sent an unexpected answer to a {request} request")]
     UnexpectedResponse { request: &'static str },
+
+    #[error("messaging state {path} was written by another identity (or was altered)")]
+    ForeignMessagingState { path: PathBuf },
+    #[error("messaging state {path} is unreadable: {reason}")]
+    CorruptMessagingState { path: PathBuf, reason: String },
+    #[error("no end-to-end session with {address}: fetch the recipient's prekey bundle first")]
+    NoSession { address: String },
+    #[error("prekey bundle for {address} rejected: {reason}")]
+    BadBundle { address: String, reason: String },
+    #[error("message text is {len} bytes, at most {max} fit in one message")]
+    TextTooLong { len: usize, max: usize },
+    #[error("invalid identity key: {0}")]
+    BadIdentityKey(String),
+    #[error("too many contacts in the messaging state (at most {max})")]
+    TooManyContacts { max: usize },
+    #[error(
+        "message does not open with this identity's keys (addressed to someone else, or altered in transit)"
+    )]
+    NotForThisIdentity,
+    #[error(
+        "message from {from} belongs to no known session (its first message was lost, or the state was reset)"
+    )]
+    UnknownSession { from: String },
+    #[error("message from {from} does not decrypt: {reason}")]
+    UndecryptableMessage { from: String, reason: String },
+    #[error("malformed message: {0}")]
+    MalformedMessage(String),
+    #[error("end-to-end encryption failed: {0}")]
+    Encryption(String),
 }
 
 impl ClientError {
@@ -124,18 +153,32 @@ impl ClientError {
             | IdentityExists { .. }
             | BadBlobId(_)
             | Usage(_)
-            | NoHome => ErrorKind::Usage,
-            NoIdentity { .. } | WrongPassphrase { .. } | BadIdentity { .. } => ErrorKind::Identity,
+            | NoHome
+            | TextTooLong { .. }
+            | BadIdentityKey(_) => ErrorKind::Usage,
+            NoIdentity { .. }
+            | WrongPassphrase { .. }
+            | BadIdentity { .. }
+            | ForeignMessagingState { .. } => ErrorKind::Identity,
             Io { .. } => ErrorKind::Io,
             Connect { .. } | Handshake { .. } | NoRelay { .. } | Transport(_) => ErrorKind::Network,
             InsufficientStorage { .. }
             | NoPlacement { .. }
             | Unauthorized { .. }
             | Replay { .. }
-            | Relay { .. } => ErrorKind::Refused,
-            BlobNotFound(_) | ChunkNotFound(_) => ErrorKind::NotFound,
+            | Relay { .. }
+            | TooManyContacts { .. } => ErrorKind::Refused,
+            BlobNotFound(_) | ChunkNotFound(_) | NoSession { .. } => ErrorKind::NotFound,
             NotEnoughShards { .. } => ErrorKind::Unavailable,
-            Decrypt(_) | Inconsistent { .. } => ErrorKind::Corrupt,
+            Decrypt(_)
+            | Inconsistent { .. }
+            | CorruptMessagingState { .. }
+            | BadBundle { .. }
+            | NotForThisIdentity
+            | UnknownSession { .. }
+            | UndecryptableMessage { .. }
+            | MalformedMessage(_)
+            | Encryption(_) => ErrorKind::Corrupt,
             UnexpectedResponse { .. } => ErrorKind::Protocol,
         }
     }

@@ -5,6 +5,8 @@
 //! - [`relay`]: one libp2p connection to a relay, with the zmesh handshake, carrying
 //!   `/zmesh/store/1.0` requests.
 //! - [`ops`]: `put`, `get` and `rm` of whole blobs, built from the three above.
+//! - [`messenger`]: end-to-end messaging state (Olm sessions, sealed sender), persisted, no I/O
+//!   beyond its own files.
 //!
 //! Nothing that leaves the device is readable by a relay or holder: every chunk is sealed with a
 //! key derived from the identity's envelope secret before it is sent, and every request is signed
@@ -13,6 +15,7 @@
 pub mod blob;
 mod error;
 pub mod identity;
+pub mod messenger;
 pub mod ops;
 pub mod relay;
 
@@ -20,6 +23,7 @@ pub use blob::{BlobId, Manifest};
 pub use error::{ChunkRef, ClientError, ErrorKind};
 pub use identity::Identity;
 pub use libp2p::Multiaddr;
+pub use messenger::{Incoming, Messenger, Outgoing};
 pub use ops::{Progress, Stored, get, put_file, put_reader, rm};
 pub use relay::{ChunkStore, Relay};
 
