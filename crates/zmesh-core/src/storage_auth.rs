@@ -168,6 +168,16 @@ fn verify_signature(auth: &OwnerAuth) -> Result<Verified, AuthError> {
     Ok(Verified { owner, data_type })
 }
 
+/// Whether `shard` is exactly one of the shards the owner's PUT signed for: same chunk, same
+/// length, the signed checksum for its index, and data matching that checksum.
+pub fn is_signed_shard(auth: &OwnerAuth, shard: &zmesh_wire::shard::Shard) -> bool {
+    let h = &shard.header;
+    h.storage_key == auth.storage_key
+        && h.chunk_len == auth.chunk_len
+        && auth.shard_checksums.get(usize::from(h.index)) == Some(&h.checksum)
+        && crate::erasure::verify(shard)
+}
+
 /// When a chunk stored under `certificate` expires: its signed time plus its type's TTL.
 pub fn expiry_of(certificate: &OwnerAuth) -> Option<u64> {
     let ttl = DataType::from_code(certificate.data_type)?.ttl();

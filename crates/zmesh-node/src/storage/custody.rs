@@ -352,12 +352,7 @@ impl Holder {
             Err(e) => return Outcome::error(auth_status(&e), e.to_string()),
         };
         let h = &shard.header;
-        let signed = certificate.shard_checksums.get(usize::from(h.index));
-        if h.storage_key != certificate.storage_key
-            || h.chunk_len != certificate.chunk_len
-            || signed != Some(&h.checksum)
-            || !erasure::verify(shard)
-        {
+        if !storage_auth::is_signed_shard(certificate, shard) {
             return Outcome::error(
                 Status::Unauthorized,
                 "the shard is not one the owner signed for",

@@ -146,12 +146,7 @@ impl Holder {
             Err(e) => return Outcome::error(auth_status(&e), e.to_string()),
         };
         let h = &shard.header;
-        let signed = auth.shard_checksums.get(h.index as usize);
-        if h.storage_key != auth.storage_key
-            || h.chunk_len != auth.chunk_len
-            || signed != Some(&h.checksum)
-            || !erasure::verify(shard)
-        {
+        if !storage_auth::is_signed_shard(auth, shard) {
             return Outcome::error(
                 Status::Unauthorized,
                 "the shard is not one the owner signed for",

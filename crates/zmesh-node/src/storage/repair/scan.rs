@@ -6,9 +6,9 @@ use std::time::Duration;
 
 use futures::future::join_all;
 use libp2p::PeerId;
-use zmesh_core::erasure;
 use zmesh_core::placement::{Candidate, PLACEMENT_CANDIDATES};
 use zmesh_core::repair::{Assessment, ChunkRepair, Decision, HolderReport, RepairStep};
+use zmesh_core::{erasure, storage_auth};
 use zmesh_types::Key256;
 use zmesh_types::constants::TOTAL_SHARDS;
 use zmesh_wire::repair::PlacementRecord;
@@ -32,8 +32,7 @@ type Slots = Vec<Option<PeerId>>;
 fn is_signed_shard(shard: &Shard, key: &Key256, index: u8, certificate: &OwnerAuth) -> bool {
     shard.header.storage_key == *key
         && shard.header.index == index
-        && certificate.shard_checksums.get(usize::from(index)) == Some(&shard.header.checksum)
-        && erasure::verify(shard)
+        && storage_auth::is_signed_shard(certificate, shard)
 }
 
 impl RepairService {
