@@ -106,11 +106,13 @@ pub enum MsgMessage {
     /// by the client and kept on retries, so a resent message is stored once.
     Send { recipient: [u8; 32], id: [u8; 16], sealed: Vec<u8> },
     /// Client → relay: the logged-in user's messages after `after` (from the start when
-    /// `None`), at most `max_messages` (and never more than [`MAX_BATCH`]).
-    Sync { after: Option<Cursor>, max_messages: u16 },
+    /// `None`), at most `max_messages` (and never more than [`MAX_BATCH`]). `auth` (purpose
+    /// MailboxRead, target the user's mailbox key) is passed on to each mailbox replica, which
+    /// checks the user itself: a relay cannot read a mailbox on its own.
+    Sync { auth: UserAuth, after: Option<Cursor>, max_messages: u16 },
     /// Client → relay: every message up to and including `upto` has been stored by the client
-    /// and may be deleted from the mailbox.
-    Ack { upto: Cursor },
+    /// and may be deleted from the mailbox; `auth` (purpose MailboxAck) goes to the replicas.
+    Ack { auth: UserAuth, upto: Cursor },
     /// Relay → client: messages for a live session, in mailbox order. At most [`MAX_BATCH`]
     /// are encoded; the rest follow in another `Deliver`.
     Deliver { messages: Vec<Envelope> },
@@ -208,11 +210,15 @@ impl Message for MsgMessage {
                 w.bytes(id);
                 encode_sealed(w, sealed);
             }
-            MsgMessage::Sync { after, max_messages } => {
+            MsgMessage::Sync { auth, after, max_messages } => {
+                auth.encode(w);
                 encode_opt_cursor(w, after);
                 w.u16(*max_messages);
             }
-            MsgMessage::Ack { upto } => upto.encode(w),
+            MsgMessage::Ack { auth, upto } => {
+                auth.encode(w);
+                upto.encode(w);
+            }
             MsgMessage::Deliver { messages } => encode_envelopes(w, messages),
             MsgMessage::Forward { recipient, envelope } => {
                 w.bytes(recipient);
@@ -290,10 +296,11 @@ impl Message for MsgMessage {
                 sealed: decode_sealed(r)?,
             },
             TYPE_SYNC => MsgMessage::Sync {
+                auth: UserAuth::decode(r)?,
                 after: decode_opt_cursor(r, "after flag")?,
                 max_messages: r.u16("max messages")?,
             },
-            TYPE_ACK => MsgMessage::Ack { upto: Cursor::decode(r)? },
+            TYPE_ACK => MsgMessage::Ack { auth: UserAuth::decode(r)?, upto: Cursor::decode(r)? },
             TYPE_DELIVER => MsgMessage::Deliver { messages: decode_envelopes(r)? },
             TYPE_FORWARD => MsgMessage::Forward {
                 recipient: r.array("recipient")?,

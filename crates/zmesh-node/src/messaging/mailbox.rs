@@ -584,7 +584,7 @@ mod tests {
     fn other_requests_are_bad_requests() {
         let dir = tempfile::tempdir().unwrap();
         let h = holder(dir.path());
-        let answer = h.handle(&peer(), MsgMessage::Sync { after: None, max_messages: 1 }, NOW);
+        let answer = h.handle(&peer(), MsgMessage::Deliver { messages: Vec::new() }, NOW);
         assert_eq!(status(&answer), MsgStatus::BadRequest);
     }
 }

@@ -577,10 +577,7 @@ mod tests {
     #[test]
     fn other_requests_are_bad_requests() {
         let mut store = RecordStore::new();
-        let answer = store.handle(
-            MsgMessage::Ack { upto: zmesh_wire::msg::Cursor { order: 1, id: [0; 16] } },
-            NOW,
-        );
+        let answer = store.handle(MsgMessage::Deliver { messages: Vec::new() }, NOW);
         assert!(matches!(
             answer,
             MsgMessage::Result { outcome } if outcome.status == MsgStatus::BadRequest

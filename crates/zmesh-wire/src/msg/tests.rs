@@ -38,9 +38,9 @@ fn message() -> impl Strategy<Value = MsgMessage> {
             .prop_map(|(kind, owner_address)| MsgMessage::FetchRecord { kind, owner_address }),
         (any::<[u8; 32]>(), any::<[u8; 16]>(), sealed)
             .prop_map(|(recipient, id, sealed)| MsgMessage::Send { recipient, id, sealed }),
-        (after(), any::<u16>())
-            .prop_map(|(after, max_messages)| MsgMessage::Sync { after, max_messages }),
-        cursor().prop_map(|upto| MsgMessage::Ack { upto }),
+        (user_auth(), after(), any::<u16>())
+            .prop_map(|(auth, after, max_messages)| MsgMessage::Sync { auth, after, max_messages }),
+        (user_auth(), cursor()).prop_map(|(auth, upto)| MsgMessage::Ack { auth, upto }),
         envelopes().prop_map(|messages| MsgMessage::Deliver { messages }),
         (any::<[u8; 32]>(), envelope())
             .prop_map(|(recipient, envelope)| MsgMessage::Forward { recipient, envelope }),
@@ -115,8 +115,8 @@ fn one_of_each() -> Vec<MsgMessage> {
         MsgMessage::PublishRecord { record: record.clone() },
         MsgMessage::FetchRecord { kind: RecordKind::Presence, owner_address: [12; 32] },
         MsgMessage::Send { recipient: [13; 32], id: [14; 16], sealed: vec![15; MAX_SEALED_LEN] },
-        MsgMessage::Sync { after: Some(cursor), max_messages: 100 },
-        MsgMessage::Ack { upto: cursor },
+        MsgMessage::Sync { auth: sample_auth(), after: Some(cursor), max_messages: 100 },
+        MsgMessage::Ack { auth: sample_auth(), upto: cursor },
         MsgMessage::Deliver { messages: vec![sample_envelope(3), sample_envelope(0)] },
         MsgMessage::Forward { recipient: [16; 32], envelope: sample_envelope(MAX_SEALED_LEN) },
         MsgMessage::MailboxAppend { mailbox: [17; 32], envelope: sample_envelope(1) },
@@ -308,8 +308,12 @@ fn unknown_statuses_decode_as_other_and_keep_their_code() {
 
 #[test]
 fn flags_other_than_zero_or_one_are_refused() {
-    let mut sync = vec![TYPE_SYNC, 2];
-    sync.extend_from_slice(&[0; CURSOR_LEN + 2]);
+    let mut w = Writer::default();
+    w.u8(TYPE_SYNC);
+    sample_auth().encode(&mut w);
+    w.u8(2);
+    w.bytes(&[0; CURSOR_LEN + 2]);
+    let sync = w.0;
     assert!(matches!(
         MsgMessage::decode_body(&sync),
         Err(WireError::BadValue { field: "after flag", value: 2 })
