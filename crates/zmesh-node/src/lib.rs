@@ -17,6 +17,13 @@ pub mod node;
 pub mod peers;
 pub mod storage;
 
+/// Locks a mutex, carrying on past a poisoned one: every value the node keeps behind a mutex
+/// (caches, schedules, counters) stays usable after a panic elsewhere, and stopping the node
+/// for it would lose more than it protects.
+pub(crate) fn lock<T>(m: &std::sync::Mutex<T>) -> std::sync::MutexGuard<'_, T> {
+    m.lock().unwrap_or_else(|p| p.into_inner())
+}
+
 pub use config::NodeConfig;
 pub use error::NodeError;
 pub use node::{NodeHandle, RUNTIME_FILE, RuntimeInfo, run};

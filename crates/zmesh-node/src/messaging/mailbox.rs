@@ -159,7 +159,7 @@ impl MailboxHolder {
         let mailbox = owner_mailbox(auth);
         // A poisoned lock only means another handler panicked mid-check; the cache is still a
         // valid set of nonces.
-        let mut guard = self.guard.lock().unwrap_or_else(|p| p.into_inner());
+        let mut guard = crate::lock(&self.guard);
         verify_user_auth(auth, purpose, &mailbox.0, now_ms, &mut guard)?;
         Ok(mailbox)
     }

@@ -72,9 +72,8 @@ impl Node {
             let target = active.lookup.target();
             // Peers this node saw die count as failed at once rather than after a dial timeout
             // (other nodes' routing tables still name them for a while).
-            let (dead, alive): (Vec<PeerId>, Vec<PeerId>) = batch
-                .into_iter()
-                .partition(|p| !self.swarm.is_connected(p) && self.peers.is_presumed_dead(p));
+            let (dead, alive): (Vec<PeerId>, Vec<PeerId>) =
+                batch.into_iter().partition(|p| self.presumed_unreachable(p));
             let Some(active) = self.lookups.get_mut(&id) else { return };
             for peer in &dead {
                 active.lookup.on_failure(peer);

@@ -740,6 +740,12 @@ impl Node {
         }
     }
 
+    /// A peer this node declared dead and has not reconnected with: requests to it fail at once
+    /// rather than waiting out a dial (other nodes' routing tables still name it for a while).
+    fn presumed_unreachable(&self, peer: &PeerId) -> bool {
+        !self.swarm.is_connected(peer) && self.peers.is_presumed_dead(peer)
+    }
+
     /// Drops a peer: out of the routing table and the active list, all connections closed.
     fn declare_dead(&mut self, peer: PeerId, reason: String) {
         tracing::warn!(%peer, "peer is dead: {reason}");

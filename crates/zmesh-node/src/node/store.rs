@@ -43,7 +43,7 @@ impl Node {
         message: StoreMessage,
         reply: oneshot::Sender<Result<StoreMessage, String>>,
     ) {
-        if !self.swarm.is_connected(&peer) && self.peers.is_presumed_dead(&peer) {
+        if self.presumed_unreachable(&peer) {
             let _ = reply.send(Err(format!("peer {peer} was declared dead")));
             return;
         }

@@ -18,6 +18,7 @@ use zmesh_wire::store::{Outcome, OwnerAuth, Status, StoreMessage};
 
 use super::holder::{Holder, auth_status, store_status};
 use crate::identity::node_id;
+use crate::lock;
 
 /// A chunk's registry entry, decoded.
 #[derive(Debug, Clone)]
@@ -61,24 +62,30 @@ pub fn record_node_ids(record: &PlacementRecord) -> Vec<NodeId> {
     record.holders.iter().filter(|h| !h.is_empty()).map(|h| Key256::from_peer_id_bytes(h)).collect()
 }
 
-fn record_contains(record: &PlacementRecord, peer: &PeerId) -> bool {
+pub(crate) fn record_contains(record: &PlacementRecord, peer: &PeerId) -> bool {
     let bytes = peer.to_bytes();
     record.holders.contains(&bytes)
+}
+
+impl Custody {
+    /// A registry entry decoded; `None` (logged) when its certificate no longer decodes.
+    fn decode(storage_key: &Key256, entry: &ChunkEntry) -> Option<Custody> {
+        let Ok(certificate) = OwnerAuth::decode(&mut zmesh_wire::Reader::new(&entry.certificate))
+        else {
+            tracing::warn!(key = %storage_key, "unreadable certificate in the chunk registry");
+            return None;
+        };
+        let record = (!entry.record.is_empty())
+            .then(|| PlacementRecord::from_bytes(&entry.record).ok())
+            .flatten();
+        Some(Custody { certificate, record, expires_at_ms: entry.expires_at_ms })
+    }
 }
 
 impl Holder {
     /// The decoded registry entry of `storage_key`; `None` if there is none or it is damaged.
     pub fn custody(&self, storage_key: &Key256) -> Result<Option<Custody>, StoreError> {
-        let Some(entry) = self.store.chunk(storage_key)? else { return Ok(None) };
-        let Ok(certificate) = OwnerAuth::decode(&mut zmesh_wire::Reader::new(&entry.certificate))
-        else {
-            tracing::warn!(key = %storage_key, "unreadable certificate in the chunk registry");
-            return Ok(None);
-        };
-        let record = (!entry.record.is_empty())
-            .then(|| PlacementRecord::from_bytes(&entry.record).ok())
-            .flatten();
-        Ok(Some(Custody { certificate, record, expires_at_ms: entry.expires_at_ms }))
+        Ok(self.store.chunk(storage_key)?.and_then(|entry| Custody::decode(storage_key, &entry)))
     }
 
     /// The registry entry to write along with a shard stored under `auth`, or `None` when the
@@ -118,8 +125,10 @@ impl Holder {
             .store
             .chunks()
             .map_err(|e| crate::NodeError::Config(format!("reading the chunk registry: {e}")))?;
-        for (key, _) in chunks {
-            self.watch_chunk(&key);
+        for (key, entry) in chunks {
+            if let Some(custody) = entry.and_then(|e| Custody::decode(&key, &e)) {
+                self.watch(&key, &custody);
+            }
         }
         Ok(())
     }
@@ -127,7 +136,12 @@ impl Holder {
     /// (Re)computes this node's rank for a chunk. Without a record yet, the index of the shard
     /// held here stands in for the rank: placement put shard *i* on the *i*-th closest node.
     pub(super) fn watch_chunk(&self, storage_key: &Key256) {
-        let Ok(Some(custody)) = self.custody(storage_key) else { return };
+        if let Ok(Some(custody)) = self.custody(storage_key) {
+            self.watch(storage_key, &custody);
+        }
+    }
+
+    fn watch(&self, storage_key: &Key256, custody: &Custody) {
         let local: NodeId = node_id(&self.local_peer);
         let rank = match &custody.record {
             Some(record) => rank_of(storage_key, &local, &record_node_ids(record)),
@@ -137,7 +151,7 @@ impl Holder {
                 .ok()
                 .and_then(|held| held.iter().map(|(i, _)| usize::from(*i)).min()),
         };
-        let mut schedule = self.schedule.lock().unwrap_or_else(|p| p.into_inner());
+        let mut schedule = lock(&self.schedule);
         schedule.watch(*storage_key, rank, custody.expires_at_ms, self.now_ms());
     }
 
@@ -185,7 +199,7 @@ impl Holder {
         if let Err(e) = self.store.remove_chunk(storage_key) {
             tracing::error!(key = %storage_key, "removing a registry entry failed: {e}");
         }
-        self.schedule.lock().unwrap_or_else(|p| p.into_inner()).forget(storage_key);
+        lock(&self.schedule).forget(storage_key);
     }
 
     /// Checks one stored shard: against its stored checksum, its own header checksum, and the
@@ -239,21 +253,17 @@ impl Holder {
             shards: Vec::new(),
             record: None,
         };
-        let custody = match self.custody(storage_key) {
+        let mut custody = match self.custody(storage_key) {
             Ok(c) => c,
             Err(e) => return failed(e),
         };
         // A newer record is taken from a node it names: wardens are always holders.
-        if let Some(offer) = &offered
-            && custody.is_some()
+        if let (Some(offer), Some(held)) = (&offered, custody.as_mut())
             && record_contains(offer, from)
+            && self.adopt_record(storage_key, offer)
         {
-            self.adopt_record(storage_key, offer);
+            held.record = Some(offer.clone());
         }
-        let custody = match self.custody(storage_key) {
-            Ok(c) => c,
-            Err(e) => return failed(e),
-        };
         let from_member = custody
             .as_ref()
             .is_some_and(|c| c.record.as_ref().is_none_or(|r| record_contains(r, from)));
@@ -262,7 +272,7 @@ impl Holder {
                 .as_ref()
                 .and_then(|c| c.record.as_ref())
                 .and_then(|r| rank_of(storage_key, &node_id(from), &record_node_ids(r)));
-            let mut schedule = self.schedule.lock().unwrap_or_else(|p| p.into_inner());
+            let mut schedule = lock(&self.schedule);
             schedule.heard_warden(storage_key, sender_rank, now);
         }
         let expired = custody.as_ref().is_some_and(|c| c.expires_at_ms <= now);

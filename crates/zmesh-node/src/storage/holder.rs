@@ -23,6 +23,7 @@ use super::custody::AuditCounters;
 use crate::NodeError;
 use crate::clock::unix_ms;
 use crate::identity::node_id;
+use crate::lock;
 
 pub const STORE_FILE: &str = "shards.redb";
 /// Nonces a holder remembers at most (one per request within the replay window).
@@ -105,7 +106,7 @@ impl Holder {
     /// Checks a request against the real clock: `clock_offset` moves expiry, not the replay
     /// window, which must match the clocks of the owners signing requests.
     fn verify(&self, auth: &OwnerAuth, op: Op) -> Result<Verified, AuthError> {
-        let mut guard = self.guard.lock().unwrap_or_else(|p| p.into_inner());
+        let mut guard = lock(&self.guard);
         storage_auth::verify(auth, op, unix_ms(), &mut guard)
     }
 

@@ -36,7 +36,7 @@ impl Relay {
     }
 
     fn verify(&self, auth: &OwnerAuth, op: Op) -> Result<(), Outcome> {
-        let mut guard = self.guard.lock().unwrap_or_else(|p| p.into_inner());
+        let mut guard = crate::lock(&self.guard);
         storage_auth::verify(auth, op, crate::clock::unix_ms(), &mut guard)
             .map(|_| ())
             .map_err(|e| Outcome::error(auth_status(&e), e.to_string()))

@@ -18,6 +18,7 @@ use zmesh_types::Key256;
 use super::{Holder, StorageNet};
 use crate::config::RepairSection;
 use crate::identity::node_id;
+use crate::lock;
 use crate::metrics::{Metrics, label};
 
 /// Events kept for `GET /v1/repair`.
@@ -106,10 +107,6 @@ pub struct RepairService {
     addresses: Mutex<HashMap<PeerId, Vec<Multiaddr>>>,
     /// Failed repairs in a row, by chunk.
     retries: Mutex<HashMap<Key256, u32>>,
-}
-
-fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
-    m.lock().unwrap_or_else(|p| p.into_inner())
 }
 
 impl RepairService {

@@ -15,9 +15,10 @@ use zmesh_wire::repair::PlacementRecord;
 use zmesh_wire::shard::Shard;
 use zmesh_wire::store::{OwnerAuth, Status, StoreMessage};
 
-use super::{RepairService, lock};
+use super::RepairService;
 use crate::identity::node_id;
-use crate::storage::custody::{Custody, record_peers};
+use crate::lock;
+use crate::storage::custody::{Custody, record_contains, record_peers};
 
 const CHECK_TIMEOUT: Duration = Duration::from_secs(3);
 const CAPACITY_TIMEOUT: Duration = Duration::from_secs(5);
@@ -117,7 +118,9 @@ impl RepairService {
             version = self.publish_record(key, merged, version).await;
         }
         match decision {
-            Decision::Healthy => {}
+            Decision::Healthy => {
+                lock(&self.retries).remove(&key);
+            }
             Decision::Repair { rebuild } => {
                 // Nodes that hold a shard of this chunk, or may (recorded but silent), get no
                 // other: one that merely missed a health check would end up with two.
@@ -157,6 +160,7 @@ impl RepairService {
                     0,
                     format!("{} holders asked", members.len()),
                 );
+                lock(&self.retries).remove(&key);
                 self.blocking(move |h| h.forget_chunk(&key)).await;
             }
             Decision::ExpiryViolated => {
@@ -209,7 +213,7 @@ impl RepairService {
                     reports.push((peer, HolderReport::Answered(shards)));
                     if let Some(r) = record
                         && r.version > version
-                        && r.holders.contains(&peer.to_bytes())
+                        && record_contains(&r, &peer)
                         && newer.as_ref().is_none_or(|n| r.version > n.version)
                     {
                         newer = Some(r);
