@@ -63,6 +63,15 @@ pub struct DeviceKeys {
     pub sealing: [u8; 32],
 }
 
+impl DeviceKeys {
+    /// Every key is a valid point and none is of low order.
+    fn check(&self) -> Result<(), CryptoError> {
+        check_ed25519(&self.ed25519)?;
+        check_curve(&self.curve25519)?;
+        check_curve(&self.sealing)
+    }
+}
+
 /// `true` for Curve25519 u-coordinates that no honest key has: points of small order
 /// (including all-zero), for which a Diffie-Hellman result is predictable, and points on the
 /// twist rather than the curve. An honest X25519 public key is a multiple of the base point,
@@ -188,9 +197,7 @@ impl PrekeyBundle {
     pub fn verify(&self) -> Result<PublicIdentity, CryptoError> {
         let identity = PublicIdentity::from_bytes(&self.identity)?;
         identity.verify(&self.signed_bytes(), &self.signature)?;
-        check_ed25519(&self.keys.ed25519)?;
-        check_curve(&self.keys.curve25519)?;
-        check_curve(&self.keys.sealing)?;
+        self.keys.check()?;
         self.one_time_keys.iter().try_for_each(check_curve)?;
         Ok(identity)
     }
@@ -290,9 +297,7 @@ impl SenderCertificate {
     pub fn verify(&self) -> Result<PublicIdentity, CryptoError> {
         let identity = PublicIdentity::from_bytes(&self.identity)?;
         identity.verify(&self.signed_bytes(), &self.signature)?;
-        check_ed25519(&self.keys.ed25519)?;
-        check_curve(&self.keys.curve25519)?;
-        check_curve(&self.keys.sealing)?;
+        self.keys.check()?;
         Ok(identity)
     }
 
