@@ -61,6 +61,14 @@ pub trait Positioned {
     fn position(&self) -> Position;
 }
 
+/// Messages on the wire know their place: relays merge replicas' batches of them, and clients
+/// sync with them.
+impl Positioned for zmesh_wire::msg::Envelope {
+    fn position(&self) -> Position {
+        (self.order, self.id)
+    }
+}
+
 /// The key a recipient's mailbox is stored under: `SHA-256("zmesh/mailbox/v1\0" ‖ address)`.
 ///
 /// The domain prefix makes the key unrelated to every other value derived from the address

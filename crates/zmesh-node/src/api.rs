@@ -41,6 +41,7 @@ pub fn router(handle: NodeHandle) -> Router {
         .route("/v1/storage", get(storage))
         .route("/v1/storage/keys/{key}", get(storage_key))
         .route("/v1/repair", get(repair))
+        .route("/v1/messaging", get(messaging))
         .route("/metrics", get(metrics))
         .fallback(|| async { ApiError(StatusCode::NOT_FOUND, "no such endpoint".into()) })
         .with_state(handle)
@@ -100,6 +101,17 @@ async fn repair(State(node): State<NodeHandle>) -> Result<impl IntoResponse, Api
         Some(service) => Ok(Json(service.report())),
         None => Err(ApiError(StatusCode::NOT_FOUND, "repair is disabled on this node".into())),
     }
+}
+
+async fn messaging(State(node): State<NodeHandle>) -> Result<impl IntoResponse, ApiError> {
+    let Some(relay) = node.messaging.clone() else {
+        return Err(ApiError(StatusCode::NOT_FOUND, "messaging is disabled on this node".into()));
+    };
+    let report = tokio::task::spawn_blocking(move || relay.report())
+        .await
+        .map_err(|e| ApiError(StatusCode::INTERNAL_SERVER_ERROR, e.to_string()))?
+        .map_err(|e| ApiError(StatusCode::INTERNAL_SERVER_ERROR, e.to_string()))?;
+    Ok(Json(report))
 }
 
 async fn metrics(State(node): State<NodeHandle>) -> impl IntoResponse {

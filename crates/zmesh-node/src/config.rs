@@ -104,6 +104,31 @@ max_concurrent = 16
 # How often this node re-reads every shard it holds and drops any that fails its checksum.
 audit_interval = "6h"
 
+[messaging]
+# Relay clients' end-to-end-encrypted messages, hold offline mailboxes (each on the 3 nodes
+# nearest its key) and the records users publish (presence, prekey bundles). Needs [dht].
+enabled = true
+# Messages one offline mailbox may hold, and its bytes (sealed bytes plus a small overhead per
+# message). A full mailbox refuses new messages and the sender is told QUOTA.
+mailbox_max_messages = 10000
+mailbox_max_bytes = 67108864
+# Bytes of all mailboxes on this node together.
+max_total_bytes = 1073741824
+# How long a relay waits for a connected client to take a live message before queueing it in
+# the recipient's offline mailbox instead.
+deliver_timeout = "10s"
+# How long another node may take to answer one messaging request (forward, mailbox, record).
+request_timeout = "10s"
+# How long a relay reuses the nodes it found nearest a mailbox or record key, and a recipient's
+# presence, before looking them up again. Failures drop the entry at once.
+route_cache = "30s"
+# How often expired offline messages are deleted. Expired messages are never delivered, even
+# before this runs.
+gc_interval = "1m"
+# Moves this node's message-expiry clock forward, to see the 30-day expiry without waiting: for
+# tests and demos only. Signatures are always checked against the real clock.
+clock_offset = "0s"
+
 [log]
 # Log filter (tracing EnvFilter syntax); RUST_LOG overrides it. libp2p's Kademlia warns about
 # routine start-up conditions (e.g. an empty routing table), so it is quieter by default.
@@ -175,6 +200,7 @@ pub struct NodeConfig {
     pub pex: PexSection,
     pub storage: StorageSection,
     pub repair: RepairSection,
+    pub messaging: MessagingSection,
     pub log: LogSection,
 }
 
@@ -346,6 +372,48 @@ impl Default for RepairSection {
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(default, deny_unknown_fields)]
+pub struct MessagingSection {
+    pub enabled: bool,
+    pub mailbox_max_messages: u64,
+    pub mailbox_max_bytes: u64,
+    pub max_total_bytes: u64,
+    pub deliver_timeout: ConfigDuration,
+    pub request_timeout: ConfigDuration,
+    pub route_cache: ConfigDuration,
+    pub gc_interval: ConfigDuration,
+    pub clock_offset: ConfigDuration,
+}
+
+impl Default for MessagingSection {
+    fn default() -> Self {
+        MessagingSection {
+            enabled: true,
+            mailbox_max_messages: 10_000,
+            mailbox_max_bytes: 64 << 20,
+            max_total_bytes: 1 << 30,
+            deliver_timeout: secs(10),
+            request_timeout: secs(10),
+            route_cache: secs(30),
+            gc_interval: secs(60),
+            clock_offset: secs(0),
+        }
+    }
+}
+
+impl MessagingSection {
+    /// The mailbox store's limits. Any sealed message the protocol carries fits one body.
+    pub fn mailbox_limits(&self) -> zmesh_store::MailboxLimits {
+        zmesh_store::MailboxLimits {
+            max_messages_per_mailbox: self.mailbox_max_messages,
+            max_bytes_per_mailbox: self.mailbox_max_bytes,
+            max_total_bytes: self.max_total_bytes,
+            max_body_len: zmesh_wire::msg::MAX_SEALED_LEN as u64,
+        }
+    }
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
 pub struct LogSection {
     pub level: String,
 }
@@ -393,6 +461,13 @@ impl NodeConfig {
         }
         if r.audit_interval.0.is_zero() {
             return bad("repair.audit_interval must be above zero");
+        }
+        let m = &self.messaging;
+        if m.mailbox_max_messages == 0 || m.mailbox_max_bytes == 0 || m.max_total_bytes == 0 {
+            return bad("messaging mailbox limits must be at least 1");
+        }
+        if m.deliver_timeout.0.is_zero() || m.request_timeout.0.is_zero() {
+            return bad("messaging.deliver_timeout and request_timeout must be above zero");
         }
         let l = &self.limits;
         if l.max_per_peer == 0 || l.max_total == 0 || l.max_per_ip == 0 || l.max_pending == 0 {

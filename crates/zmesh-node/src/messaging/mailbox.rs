@@ -79,6 +79,9 @@ pub fn owner_mailbox(auth: &UserAuth) -> Key256 {
 pub struct MailboxHolder {
     store: MailboxStore,
     guard: Mutex<UserReplayGuard>,
+    /// Added to the time for expiry decisions only (tests of the 30-day TTL); signatures are
+    /// judged by the real clock, which their signers share.
+    expiry_offset_ms: u64,
 }
 
 impl MailboxHolder {
@@ -87,7 +90,22 @@ impl MailboxHolder {
         let path = dir.join(MAILBOX_FILE);
         let store = MailboxStore::open(&path, limits)
             .map_err(|e| MessagingError::store(format!("opening {}", path.display()), e))?;
-        Ok(MailboxHolder { store, guard: Mutex::new(UserReplayGuard::default()) })
+        Ok(MailboxHolder {
+            store,
+            guard: Mutex::new(UserReplayGuard::default()),
+            expiry_offset_ms: 0,
+        })
+    }
+
+    /// Moves the clock expiry is judged by `offset_ms` ahead (tests and demos).
+    pub fn with_expiry_offset(mut self, offset_ms: u64) -> Self {
+        self.expiry_offset_ms = offset_ms;
+        self
+    }
+
+    /// The time expiry is judged by, for a real time of `now_ms`.
+    pub fn expiry_now(&self, now_ms: u64) -> u64 {
+        now_ms.saturating_add(self.expiry_offset_ms)
     }
 
     /// The store below, for figures and GC schedules.
@@ -97,7 +115,7 @@ impl MailboxHolder {
 
     /// Collects expired messages; durable on `Ok`.
     pub fn gc(&self, now_ms: u64) -> Result<MailboxGc, MessagingError> {
-        self.store.gc(now_ms).map_err(|e| MessagingError::store("mailbox gc", e))
+        self.store.gc(self.expiry_now(now_ms)).map_err(|e| MessagingError::store("mailbox gc", e))
     }
 
     /// Answers one replica request. `_from` is the peer that sent it; appends and listings are
@@ -120,7 +138,8 @@ impl MailboxHolder {
     }
 
     fn append(&self, mailbox: &Key256, envelope: Envelope, now_ms: u64) -> MsgMessage {
-        if envelope.expires_at_ms <= now_ms {
+        let expiry_now = self.expiry_now(now_ms);
+        if envelope.expires_at_ms <= expiry_now {
             return answer(MsgStatus::BadRequest, "the message has expired");
         }
         let latest = now_ms.saturating_add(OFFLINE_TTL_MS).saturating_add(CLOCK_SKEW_MS);
@@ -142,7 +161,7 @@ impl MailboxHolder {
                 ),
             );
         }
-        match self.store.append(mailbox, &entry_from_envelope(envelope), now_ms) {
+        match self.store.append(mailbox, &entry_from_envelope(envelope), expiry_now) {
             Ok(appended) if appended.duplicate => answer(MsgStatus::Ok, "duplicate"),
             Ok(_) => answer(MsgStatus::Ok, "stored"),
             Err(e) => answer(store_status(&e), e.to_string()),
@@ -176,7 +195,8 @@ impl MailboxHolder {
             Err(e) => return answer(e.status(), e.to_string()),
         };
         let max = usize::from(max_messages).clamp(1, MAX_BATCH);
-        match self.store.read(&mailbox, after.map(store_cursor), max, MAX_READ_BYTES, now_ms) {
+        let expiry_now = self.expiry_now(now_ms);
+        match self.store.read(&mailbox, after.map(store_cursor), max, MAX_READ_BYTES, expiry_now) {
             Ok(ReadBatch { entries, has_more, next_cursor }) => MsgMessage::Batch {
                 messages: entries.into_iter().map(envelope_from_entry).collect(),
                 has_more,
@@ -191,7 +211,7 @@ impl MailboxHolder {
             Ok(m) => m,
             Err(e) => return answer(e.status(), e.to_string()),
         };
-        match self.store.ack(&mailbox, store_cursor(upto), now_ms) {
+        match self.store.ack(&mailbox, store_cursor(upto), self.expiry_now(now_ms)) {
             Ok(removed) => answer(MsgStatus::Ok, format!("{removed} removed")),
             Err(e) => answer(store_status(&e), e.to_string()),
         }
@@ -199,7 +219,8 @@ impl MailboxHolder {
 
     fn ids(&self, mailbox: &Key256, after: Option<Cursor>, limit: u16, now_ms: u64) -> MsgMessage {
         let limit = usize::from(limit).min(MAX_IDS);
-        match self.store.ids_after(mailbox, after.map(store_cursor), limit, now_ms) {
+        match self.store.ids_after(mailbox, after.map(store_cursor), limit, self.expiry_now(now_ms))
+        {
             Ok(cursors) => {
                 MsgMessage::Ids { cursors: cursors.into_iter().map(wire_cursor).collect() }
             }

@@ -28,7 +28,15 @@
 
 pub mod auth;
 pub mod mailbox;
+pub mod net;
 pub mod records;
+pub mod relay;
+pub mod replicas;
+pub mod routes;
+pub mod sessions;
+pub mod stats;
+
+pub use relay::MessageRelay;
 
 use zmesh_store::StoreError;
 use zmesh_wire::msg::{MsgMessage, MsgOutcome, MsgStatus};

@@ -3,6 +3,7 @@
 //! connects them to the network.
 
 mod lookup;
+mod msg;
 mod pex;
 pub mod reports;
 mod store;
@@ -29,12 +30,18 @@ use zmesh_core::repair::ScheduleConfig;
 use zmesh_types::{Capabilities, Key256, NodeId};
 use zmesh_wire::control::Feature;
 use zmesh_wire::dht::DhtMessage;
+use zmesh_wire::msg::MsgMessage;
 use zmesh_wire::pex::PexMessage;
 use zmesh_wire::store::StoreMessage;
 
 use crate::control::{self, ControlEvent, ControlReport};
 use crate::framing::FrameCodec;
 use crate::limits::{self, LimitHit};
+use crate::messaging::MessageRelay;
+use crate::messaging::mailbox::MailboxHolder;
+use crate::messaging::net::MsgNet;
+use crate::messaging::records::RecordStore;
+use crate::messaging::stats::MessagingStats;
 use crate::metrics::{Metrics, label};
 use crate::peers::PeerTable;
 use crate::storage::relay::Relay;
@@ -48,6 +55,7 @@ pub const PEX_PROTOCOL: StreamProtocol = StreamProtocol::new("/zmesh/pex/1.0");
 pub const DHT_PROTOCOL: StreamProtocol = StreamProtocol::new("/zmesh/dht/1.0");
 pub const KAD_PROTOCOL: StreamProtocol = StreamProtocol::new("/zmesh/kad/1.0.0");
 pub const STORE_PROTOCOL: StreamProtocol = StreamProtocol::new("/zmesh/store/1.0");
+pub const MSG_PROTOCOL: StreamProtocol = StreamProtocol::new("/zmesh/msg/1.0");
 /// HELLO feature announcing the PEX privacy opt-out.
 pub const FEATURE_PEX_PRIVATE: &str = "pex_private";
 /// The runtime file a running node writes into its directory.
@@ -56,8 +64,11 @@ pub const RUNTIME_FILE: &str = "node.json";
 type PexBehaviour = request_response::Behaviour<FrameCodec<PexMessage>>;
 type DhtBehaviour = request_response::Behaviour<FrameCodec<DhtMessage>>;
 type StoreBehaviour = request_response::Behaviour<FrameCodec<StoreMessage>>;
+type MsgBehaviour = request_response::Behaviour<FrameCodec<MsgMessage>>;
 /// An answer to a storage request, computed off the event loop.
 type StoreAnswer = (ResponseChannel<StoreMessage>, StoreMessage);
+/// An answer to a messaging request, computed off the event loop.
+type MsgAnswer = (ResponseChannel<MsgMessage>, MsgMessage);
 
 #[derive(NetworkBehaviour)]
 pub(crate) struct Behaviour {
@@ -69,6 +80,7 @@ pub(crate) struct Behaviour {
     pex: Toggle<PexBehaviour>,
     dht: Toggle<DhtBehaviour>,
     store: Toggle<StoreBehaviour>,
+    msg: Toggle<MsgBehaviour>,
 }
 
 /// Requests from the API to the node task.
@@ -86,6 +98,13 @@ pub enum Command {
         message: Box<StoreMessage>,
         reply: oneshot::Sender<Result<StoreMessage, String>>,
     },
+    /// A messaging request to another node or a connected client.
+    MsgRequest {
+        peer: PeerId,
+        addrs: Vec<Multiaddr>,
+        message: Box<MsgMessage>,
+        reply: oneshot::Sender<Result<MsgMessage, String>>,
+    },
 }
 
 /// A cloneable handle the API uses to reach the node.
@@ -97,6 +116,8 @@ pub struct NodeHandle {
     pub storage: Option<Arc<Holder>>,
     /// The anti-entropy service, when storage and repair are enabled.
     pub repair: Option<Arc<RepairService>>,
+    /// The message relay, when messaging is enabled.
+    pub messaging: Option<Arc<MessageRelay>>,
 }
 
 impl NodeHandle {
@@ -154,7 +175,11 @@ pub(crate) struct Node {
     repair: Option<Arc<RepairService>>,
     store_requests: HashMap<OutboundRequestId, oneshot::Sender<Result<StoreMessage, String>>>,
     store_answers: mpsc::Sender<StoreAnswer>,
+    messaging: Option<Arc<MessageRelay>>,
+    msg_requests: HashMap<OutboundRequestId, oneshot::Sender<Result<MsgMessage, String>>>,
+    msg_answers: mpsc::Sender<MsgAnswer>,
     last_gc: Instant,
+    last_msg_gc: Instant,
     lookups: HashMap<u64, lookup::ActiveLookup>,
     lookup_requests: HashMap<OutboundRequestId, (u64, PeerId)>,
     next_lookup_id: u64,
@@ -199,6 +224,12 @@ fn build_swarm(
     let dht_on = config.dht.enabled;
     let pex_on = config.pex.enabled;
     let store_on = config.storage.enabled;
+    let msg_on = config.messaging.enabled;
+    // Relays wait on other nodes and on clients; many users' messages share one connection
+    // between relays.
+    let msg_config = request_response::Config::default()
+        .with_request_timeout(Duration::from_secs(60))
+        .with_max_concurrent_streams(1024);
     // Chunks are up to 4 MiB: allow a client time to send one over a slow link, and bound how many
     // a connection may have in flight, since each is read whole into memory.
     let store_config = request_response::Config::default()
@@ -244,6 +275,7 @@ fn build_swarm(
                 store: store_on
                     .then(|| StoreBehaviour::new(rr(STORE_PROTOCOL), store_config))
                     .into(),
+                msg: msg_on.then(|| MsgBehaviour::new(rr(MSG_PROTOCOL), msg_config)).into(),
             }
         })
         .map_err(|e| net(&e))?
@@ -285,8 +317,21 @@ pub async fn run(
     } else {
         None
     };
-    let (metrics, registry) = Metrics::new();
-    let (tx, mut commands) = mpsc::channel(256);
+    let (metrics, mut registry) = Metrics::new();
+    let (tx, mut commands) = mpsc::channel(1024);
+    let messaging = if config.messaging.enabled {
+        let offset = config.messaging.clock_offset.0.as_millis() as u64;
+        let mailbox = MailboxHolder::open(dir, config.messaging.mailbox_limits())
+            .map_err(|e| NodeError::Config(e.to_string()))?
+            .with_expiry_offset(offset);
+        let stats = MessagingStats::default();
+        stats.register(&mut registry);
+        let net = MsgNet { commands: tx.clone(), local: local_peer };
+        let records = Arc::new(std::sync::Mutex::new(RecordStore::new()));
+        Some(MessageRelay::new(net, config.messaging.clone(), Arc::new(mailbox), records, stats))
+    } else {
+        None
+    };
     let storage_net = holder.as_ref().map(|holder| StorageNet {
         commands: tx.clone(),
         local: local_peer,
@@ -297,11 +342,13 @@ pub async fn run(
         .filter(|_| config.repair.enabled)
         .map(|net| RepairService::new(net, config.repair.clone(), metrics.clone()));
     let (store_answers, mut store_answers_rx) = mpsc::channel::<StoreAnswer>(64);
+    let (msg_answers, mut msg_answers_rx) = mpsc::channel::<MsgAnswer>(1024);
     let handle = NodeHandle {
         commands: tx,
         registry: Arc::new(registry),
         storage: holder.clone(),
         repair: repair.clone(),
+        messaging: messaging.clone(),
     };
     tokio::spawn(crate::api::serve(api_listener, handle));
 
@@ -326,7 +373,11 @@ pub async fn run(
         repair: repair.clone(),
         store_requests: HashMap::new(),
         store_answers,
+        messaging,
+        msg_requests: HashMap::new(),
+        msg_answers,
         last_gc: now,
+        last_msg_gc: now,
         lookups: HashMap::new(),
         lookup_requests: HashMap::new(),
         next_lookup_id: 0,
@@ -354,6 +405,7 @@ pub async fn run(
             event = node.swarm.select_next_some() => node.on_swarm_event(event),
             Some(command) = commands.recv() => node.on_command(command),
             Some((channel, answer)) = store_answers_rx.recv() => node.answer_store(channel, answer),
+            Some((channel, answer)) = msg_answers_rx.recv() => node.answer_msg(channel, answer),
             _ = tick.tick() => node.on_tick(),
             _ = &mut shutdown => break,
         }
@@ -450,6 +502,10 @@ impl Node {
             self.last_gc = now;
             self.collect_garbage();
         }
+        if now - self.last_msg_gc >= self.config.messaging.gc_interval.0 {
+            self.last_msg_gc = now;
+            self.collect_message_garbage();
+        }
         self.update_gauges();
     }
 
@@ -520,6 +576,9 @@ impl Node {
             }
             Command::StoreRequest { peer, addrs, message, reply } => {
                 self.send_store_request(peer, addrs, *message, reply)
+            }
+            Command::MsgRequest { peer, addrs, message, reply } => {
+                self.send_msg_request(peer, addrs, *message, reply)
             }
         }
     }
@@ -607,7 +666,14 @@ impl Node {
                     info.source = crate::peers::PeerSource::Bootstrap;
                 }
             }
-            SwarmEvent::ConnectionClosed { peer_id, connection_id, cause, .. } => {
+            SwarmEvent::ConnectionClosed {
+                peer_id, connection_id, cause, num_established, ..
+            } => {
+                if num_established == 0
+                    && let Some(relay) = &self.messaging
+                {
+                    relay.peer_gone(&peer_id);
+                }
                 let Some(info) = self.peers.connection_closed(&peer_id, connection_id) else {
                     return;
                 };
@@ -676,6 +742,7 @@ impl Node {
             BehaviourEvent::Pex(event) => self.on_pex_event(event),
             BehaviourEvent::Dht(event) => self.on_dht_event(event),
             BehaviourEvent::Store(event) => self.on_store_event(event),
+            BehaviourEvent::Msg(event) => self.on_msg_event(event),
         }
     }
 

@@ -29,18 +29,27 @@ pub struct StorageNet {
     pub(crate) holder: Arc<Holder>,
 }
 
+/// The `count` nodes nearest `key` (this one included), by a lookup on the node task.
+pub(crate) async fn closest_peers(
+    commands: &mpsc::Sender<Command>,
+    key: Key256,
+    count: usize,
+) -> Result<Vec<(PeerId, NodeId, Vec<Multiaddr>)>, String> {
+    let (tx, rx) = oneshot::channel();
+    commands
+        .send(Command::ClosestPeers(key, count, tx))
+        .await
+        .map_err(|_| "node stopped".to_string())?;
+    rx.await.map_err(|_| "node stopped".to_string())?.map_err(|e| e.to_string())
+}
+
 impl StorageNet {
     pub async fn closest(
         &self,
         key: Key256,
         count: usize,
     ) -> Result<Vec<(PeerId, NodeId, Vec<Multiaddr>)>, String> {
-        let (tx, rx) = oneshot::channel();
-        self.commands
-            .send(Command::ClosestPeers(key, count, tx))
-            .await
-            .map_err(|_| "node stopped".to_string())?;
-        rx.await.map_err(|_| "node stopped".to_string())?.map_err(|e| e.to_string())
+        closest_peers(&self.commands, key, count).await
     }
 
     pub async fn request(

@@ -1,0 +1,216 @@
+//! Users logged in at this relay, and the live delivery of their messages.
+//!
+//! Each session has one queue and one task that pushes what is queued to the client as
+//! `Deliver` batches, one batch at a time: messages reach the client in the order the relay
+//! accepted them, and a burst costs one round trip per batch instead of one per message. A
+//! message counts as delivered only when the client answers that it took it; otherwise the
+//! relay falls back to the recipient's mailbox, so nothing is lost to a client that vanished.
+
+use std::collections::HashMap;
+use std::time::Duration;
+
+use libp2p::PeerId;
+use tokio::sync::{mpsc, oneshot};
+use zmesh_wire::msg::{Envelope, MAX_BATCH, MsgMessage};
+
+use super::mailbox::MAX_READ_BYTES;
+use super::net::MsgNet;
+
+/// Messages waiting for one session's delivery task. A client that cannot keep up makes
+/// senders fall back to its mailbox instead of growing this queue.
+pub const DELIVER_QUEUE: usize = 4096;
+
+/// What became of one message pushed to a session.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Delivery {
+    /// The client took it.
+    Delivered,
+    /// The client answered but did not take it.
+    Declined,
+    /// The client did not answer: its connection is gone or stuck.
+    Unreachable,
+}
+
+#[derive(Debug)]
+pub struct Pending {
+    pub envelope: Envelope,
+    pub done: oneshot::Sender<Delivery>,
+}
+
+#[derive(Debug, Clone)]
+pub struct Session {
+    pub peer: PeerId,
+    pub token: [u8; 32],
+    queue: mpsc::Sender<Pending>,
+}
+
+impl Session {
+    /// Opens a session for `peer`, whose delivery task pushes through `net`.
+    pub fn start(net: MsgNet, peer: PeerId, token: [u8; 32], timeout: Duration) -> Session {
+        let (queue, rx) = mpsc::channel(DELIVER_QUEUE);
+        tokio::spawn(deliver_queued(net, peer, rx, timeout));
+        Session { peer, token, queue }
+    }
+
+    /// Pushes `envelope` to the client and waits for the outcome.
+    pub async fn deliver(&self, envelope: Envelope) -> Delivery {
+        let (done, outcome) = oneshot::channel();
+        if self.queue.try_send(Pending { envelope, done }).is_err() {
+            return Delivery::Declined;
+        }
+        outcome.await.unwrap_or(Delivery::Unreachable)
+    }
+}
+
+/// Sessions by user address: one per user (a new login replaces the old one).
+#[derive(Debug, Default)]
+pub struct Sessions {
+    by_address: HashMap<[u8; 32], Session>,
+}
+
+impl Sessions {
+    pub fn get(&self, address: &[u8; 32]) -> Option<Session> {
+        self.by_address.get(address).cloned()
+    }
+
+    pub fn insert(&mut self, address: [u8; 32], session: Session) {
+        self.by_address.insert(address, session);
+    }
+
+    /// Ends `address`'s session if it is still the one with `token` (a newer login stays).
+    pub fn end(&mut self, address: &[u8; 32], token: &[u8; 32]) -> bool {
+        if self.by_address.get(address).is_some_and(|s| &s.token == token) {
+            self.by_address.remove(address);
+            return true;
+        }
+        false
+    }
+
+    /// Ends every session of `peer` (its connection closed); returns how many.
+    pub fn end_peer(&mut self, peer: &PeerId) -> usize {
+        let before = self.by_address.len();
+        self.by_address.retain(|_, s| &s.peer != peer);
+        before - self.by_address.len()
+    }
+
+    pub fn len(&self) -> usize {
+        self.by_address.len()
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.by_address.is_empty()
+    }
+}
+
+/// Takes what is queued, up to a batch (by count and bytes), without waiting for more.
+fn next_batch(first: Pending, rx: &mut mpsc::Receiver<Pending>) -> Vec<Pending> {
+    let mut bytes = first.envelope.sealed.len() as u64;
+    let mut batch = vec![first];
+    while batch.len() < MAX_BATCH && bytes < MAX_READ_BYTES {
+        match rx.try_recv() {
+            Ok(p) => {
+                bytes += p.envelope.sealed.len() as u64;
+                batch.push(p);
+            }
+            Err(_) => break,
+        }
+    }
+    batch
+}
+
+/// How many of a pushed batch the client took, from its answer.
+fn taken(answer: &Result<MsgMessage, String>) -> Option<usize> {
+    match answer {
+        Ok(MsgMessage::Delivered { count, .. }) => Some(usize::from(*count)),
+        Ok(_) => Some(0),
+        Err(_) => None,
+    }
+}
+
+async fn deliver_queued(
+    net: MsgNet,
+    peer: PeerId,
+    mut rx: mpsc::Receiver<Pending>,
+    timeout: Duration,
+) {
+    while let Some(first) = rx.recv().await {
+        let batch = next_batch(first, &mut rx);
+        let messages = batch.iter().map(|p| p.envelope.clone()).collect();
+        let answer = net.request((peer, vec![]), MsgMessage::Deliver { messages }, timeout).await;
+        let taken = taken(&answer);
+        for (i, pending) in batch.into_iter().enumerate() {
+            let outcome = match taken {
+                Some(n) if i < n => Delivery::Delivered,
+                Some(_) => Delivery::Declined,
+                None => Delivery::Unreachable,
+            };
+            let _ = pending.done.send(outcome);
+        }
+        if let Err(e) = answer {
+            // The rest of the queue would wait out the same timeout: fail it now, and let
+            // the relay end the session.
+            tracing::debug!(%peer, "live delivery failed: {e}");
+            rx.close();
+            while let Ok(p) = rx.try_recv() {
+                let _ = p.done.send(Delivery::Unreachable);
+            }
+            return;
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn envelope(n: u8, len: usize) -> Envelope {
+        Envelope { id: [n; 16], order: u64::from(n), expires_at_ms: 1, sealed: vec![n; len] }
+    }
+
+    #[test]
+    fn batches_take_what_is_queued_up_to_the_limits() {
+        let (tx, mut rx) = mpsc::channel(DELIVER_QUEUE);
+        let pending = |n, len| {
+            let (done, _) = oneshot::channel();
+            tx.try_send(Pending { envelope: envelope(n, len), done }).unwrap();
+        };
+        for n in 0..10 {
+            pending(n, 10);
+        }
+        let first = rx.try_recv().unwrap();
+        let batch = next_batch(first, &mut rx);
+        let ids: Vec<u8> = batch.iter().map(|p| p.envelope.id[0]).collect();
+        assert_eq!(ids, (0..10).collect::<Vec<_>>(), "in queue order");
+
+        // Large messages: the byte budget ends the batch after the one that crosses it.
+        for n in 0..4 {
+            pending(n, (MAX_READ_BYTES / 2) as usize);
+        }
+        let first = rx.try_recv().unwrap();
+        assert_eq!(next_batch(first, &mut rx).len(), 2);
+    }
+
+    #[test]
+    fn a_client_answer_says_how_many_it_took() {
+        let delivered = Ok(MsgMessage::Delivered { upto: None, count: 3 });
+        assert_eq!(taken(&delivered), Some(3));
+        assert_eq!(taken(&Ok(MsgMessage::Ids { cursors: vec![] })), Some(0));
+        assert_eq!(taken(&Err("gone".into())), None);
+    }
+
+    #[tokio::test]
+    async fn sessions_end_by_token_or_peer() {
+        let (commands, _rx) = mpsc::channel(1);
+        let net = MsgNet { commands, local: PeerId::random() };
+        let (alice, bob) = (PeerId::random(), PeerId::random());
+        let mut sessions = Sessions::default();
+        let t = Duration::from_secs(1);
+        sessions.insert([1; 32], Session::start(net.clone(), alice, [1; 32], t));
+        sessions.insert([2; 32], Session::start(net.clone(), alice, [2; 32], t));
+        sessions.insert([3; 32], Session::start(net, bob, [3; 32], t));
+        assert!(!sessions.end(&[3; 32], &[9; 32]), "another login's token ends nothing");
+        assert_eq!(sessions.end_peer(&alice), 2);
+        assert!(sessions.end(&[3; 32], &[3; 32]));
+        assert!(sessions.is_empty());
+    }
+}
