@@ -211,6 +211,12 @@ impl MailboxHolder {
             Ok(m) => m,
             Err(e) => return answer(e.status(), e.to_string()),
         };
+        // Orders come from many relays' clocks, and a message can reach this replica just after
+        // one stamped later that the owner already read: an ack would delete it unread. So an
+        // ack only reaches entries older than the clock skew; younger ones stay for a later ack,
+        // and the client drops the copies it reads again by their ids.
+        let settled = Cursor { order: now_ms.saturating_sub(CLOCK_SKEW_MS), id: [0xFF; 16] };
+        let upto = upto.min(settled);
         match self.store.ack(&mailbox, store_cursor(upto), self.expiry_now(now_ms)) {
             Ok(removed) => answer(MsgStatus::Ok, format!("{removed} removed")),
             Err(e) => answer(store_status(&e), e.to_string()),
@@ -371,17 +377,25 @@ mod tests {
         expected.sort();
         assert_eq!(bodies, expected);
 
-        // Ack the first 100, then the rest.
-        let ack = h.handle(&peer(), alice.ack(cursors[99], NOW), NOW);
-        assert_eq!(status(&ack), MsgStatus::Ok);
-        let (rest, _, _) = batch(h.handle(&peer(), alice.read(None, 256, NOW), NOW));
-        assert_eq!(rest.iter().map(Envelope::cursor).collect::<Vec<_>>(), cursors[100..]);
+        // An ack right away removes nothing: a message stamped earlier by a slower relay's
+        // clock may still be on its way, and must not be deleted unread.
         let ack = h.handle(&peer(), alice.ack(cursors[299], NOW), NOW);
+        assert_eq!(
+            ack,
+            MsgMessage::Result { outcome: MsgOutcome::new(MsgStatus::Ok, "0 removed") }
+        );
+        // Once the clock skew has passed: ack the first 100, then the rest.
+        let later = NOW + CLOCK_SKEW_MS + 1;
+        let ack = h.handle(&peer(), alice.ack(cursors[99], later), later);
+        assert_eq!(status(&ack), MsgStatus::Ok);
+        let (rest, _, _) = batch(h.handle(&peer(), alice.read(None, 256, later), later));
+        assert_eq!(rest.iter().map(Envelope::cursor).collect::<Vec<_>>(), cursors[100..]);
+        let ack = h.handle(&peer(), alice.ack(cursors[299], later), later);
         assert_eq!(
             ack,
             MsgMessage::Result { outcome: MsgOutcome::new(MsgStatus::Ok, "200 removed") }
         );
-        let (none, more, next) = batch(h.handle(&peer(), alice.read(None, 10, NOW), NOW));
+        let (none, more, next) = batch(h.handle(&peer(), alice.read(None, 10, later), later));
         assert!(none.is_empty() && !more && next.is_none());
     }
 

@@ -1,7 +1,6 @@
-//! The node's side of messaging (`/zmesh/msg/1.0`), as handlers that take a request and the
-//! time and return the answer. Nothing here touches the network: the swarm driver decodes a
-//! frame, calls a handler (mailbox handlers from a blocking task, they fsync) and sends back
-//! what it returns.
+//! The node's side of messaging (`/zmesh/msg/1.0`).
+//!
+//! Holders, as handlers that take a request and the time and return the answer (no network):
 //!
 //! - [`auth`]: checks a user's signed authorisation ([`zmesh_wire::msg::UserAuth`]) the way
 //!   storage requests are checked: purpose, target, a ±2 minute window, a valid owner key, a
@@ -11,6 +10,14 @@
 //! - [`mailbox`]: one replica of an offline mailbox on top of the durable
 //!   [`zmesh_store::MailboxStore`]: appends from relays, reads and acks on the owner's signed
 //!   word, and cursor listings for replica reconciliation.
+//!
+//! The relay, which talks to other nodes through [`net`] (the node task owns the swarm):
+//!
+//! - [`relay`]: logins, sends (direct, federated, mailbox), record publishing and fetching.
+//! - [`replicas`]: quorum rounds over a mailbox's nodes: append, read with read repair, ack.
+//! - [`sessions`]: logged-in users and the ordered, batched push of their live messages.
+//! - [`routes`]: a short-lived cache of nearest nodes and presences.
+//! - [`stats`]: counters for the API and `/metrics`.
 //!
 //! Every handler verifies what it is given itself, whoever relayed it: a holder trusts the
 //! owner's signature, never the peer that passed the request on.
@@ -23,8 +30,9 @@
 //! - The skew allowed for clocks ([`CLOCK_SKEW_MS`]) is the storage replay window, so all
 //!   signed requests of a node live by one rule.
 //! - `MailboxIds` and `MailboxAppend` carry no user signature (a sender is anonymous and
-//!   replicas reconcile among themselves); which peers may send them (the mailbox's replica
-//!   set, per-peer rate limits) is for the swarm driver, which knows the DHT.
+//!   replicas reconcile among themselves); the swarm driver takes them only from mesh nodes
+//!   (peers that completed the handshake offering the DHT). Per-peer rate limits are not
+//!   applied yet.
 
 pub mod auth;
 pub mod mailbox;
