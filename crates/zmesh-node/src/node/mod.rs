@@ -680,6 +680,11 @@ impl Node {
                 if self.dead_closing.remove(&peer_id) || !info.is_active() {
                     return;
                 }
+                if !info.capabilities().contains(Capabilities::DHT) {
+                    // A client (it offers no mesh service): it comes back when it wants to.
+                    tracing::debug!(%peer_id, "client disconnected");
+                    return;
+                }
                 // The last connection dropped: one dial tells a peer that went away from one
                 // whose connection merely broke.
                 let cause = cause.map(|c| c.to_string()).unwrap_or_else(|| "closed".into());
