@@ -190,8 +190,17 @@ impl MessageRelay {
             }
         };
         let token = random_token();
-        let session = Session::start(self.net.clone(), peer, token, self.config.deliver_timeout.0);
-        crate::lock(&self.sessions).insert(address, session);
+        {
+            let mut sessions = crate::lock(&self.sessions);
+            if let Err(e) = sessions.admit(&address, &peer) {
+                return MsgMessage::LoggedIn {
+                    outcome: MsgOutcome::new(MsgStatus::Quota, e.to_string()),
+                    session_token: [0; 32],
+                };
+            }
+            let timeout = self.config.deliver_timeout.0;
+            sessions.insert(address, Session::start(self.net.clone(), peer, token, timeout));
+        }
         self.stats.logins.inc();
         tracing::debug!(%peer, user = %short(&address), "user logged in");
         MsgMessage::LoggedIn { outcome: MsgOutcome::ok(), session_token: token }

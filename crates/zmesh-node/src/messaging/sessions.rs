@@ -62,6 +62,21 @@ impl Session {
     }
 }
 
+/// Users one connection may log in as (a device with a few identities), so keys made up by
+/// the million cannot make a relay hold a task per key.
+pub const MAX_SESSIONS_PER_PEER: usize = 16;
+/// Sessions a relay holds in all.
+pub const MAX_SESSIONS: usize = 100_000;
+
+/// Why a login gets no session.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, thiserror::Error)]
+pub enum SessionRefused {
+    #[error("this connection has {MAX_SESSIONS_PER_PEER} sessions already")]
+    PeerFull,
+    #[error("this relay has {MAX_SESSIONS} sessions already")]
+    RelayFull,
+}
+
 /// Sessions by user address: one per user (a new login replaces the old one).
 #[derive(Debug, Default)]
 pub struct Sessions {
@@ -71,6 +86,22 @@ pub struct Sessions {
 impl Sessions {
     pub fn get(&self, address: &[u8; 32]) -> Option<Session> {
         self.by_address.get(address).cloned()
+    }
+
+    /// Checks whether `peer` may open a session for `address` (replacing that user's own
+    /// session never counts against the limits).
+    pub fn admit(&self, address: &[u8; 32], peer: &PeerId) -> Result<(), SessionRefused> {
+        if self.by_address.contains_key(address) {
+            return Ok(());
+        }
+        if self.by_address.len() >= MAX_SESSIONS {
+            return Err(SessionRefused::RelayFull);
+        }
+        let of_peer = self.by_address.values().filter(|s| &s.peer == peer).count();
+        if of_peer >= MAX_SESSIONS_PER_PEER {
+            return Err(SessionRefused::PeerFull);
+        }
+        Ok(())
     }
 
     pub fn insert(&mut self, address: [u8; 32], session: Session) {
@@ -199,6 +230,22 @@ mod tests {
     }
 
     #[tokio::test]
+    async fn one_connection_holds_a_bounded_number_of_sessions() {
+        let (commands, _rx) = mpsc::channel(1);
+        let net = MsgNet { commands, local: PeerId::random() };
+        let peer = PeerId::random();
+        let mut sessions = Sessions::default();
+        let t = Duration::from_secs(1);
+        for n in 0..MAX_SESSIONS_PER_PEER as u8 {
+            assert_eq!(sessions.admit(&[n; 32], &peer), Ok(()));
+            sessions.insert([n; 32], Session::start(net.clone(), peer, [n; 32], t));
+        }
+        assert_eq!(sessions.admit(&[0xEE; 32], &peer), Err(SessionRefused::PeerFull));
+        assert_eq!(sessions.admit(&[0; 32], &peer), Ok(()), "replacing one's own session");
+        assert_eq!(sessions.admit(&[0xEE; 32], &PeerId::random()), Ok(()));
+    }
+
+    #[tokio::test]
     async fn sessions_end_by_token_or_peer() {
         let (commands, _rx) = mpsc::channel(1);
         let net = MsgNet { commands, local: PeerId::random() };
@@ -209,6 +256,7 @@ mod tests {
         sessions.insert([2; 32], Session::start(net.clone(), alice, [2; 32], t));
         sessions.insert([3; 32], Session::start(net, bob, [3; 32], t));
         assert!(!sessions.end(&[3; 32], &[9; 32]), "another login's token ends nothing");
+        assert_eq!(sessions.admit(&[1; 32], &alice), Ok(()), "a user may log in again");
         assert_eq!(sessions.end_peer(&alice), 2);
         assert!(sessions.end(&[3; 32], &[3; 32]));
         assert!(sessions.is_empty());
