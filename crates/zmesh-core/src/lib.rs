@@ -12,5 +12,6 @@ pub mod lookup;
 pub mod mailbox;
 pub mod pex;
 pub mod placement;
+pub mod ratelimit;
 pub mod repair;
 pub mod storage_auth;
