@@ -9,6 +9,8 @@ use std::fmt;
 use std::io;
 use std::path::PathBuf;
 
+use zmesh_wire::msg::MsgStatus;
+
 use crate::blob::BlobId;
 
 /// A coarse class of [`ClientError`], for deciding what to do about it.
@@ -141,6 +143,44 @@ pub enum ClientError {
     MalformedMessage(String),
     #[error("end-to-end encryption failed: {0}")]
     Encryption(String),
+
+    #[error("invalid address {0:?}: expected 64 hex characters (see `zmesh id show`)")]
+    BadAddress(String),
+    #[error("no prekey bundle published for {address}; has that user run `zmesh inbox` once?")]
+    NoBundle { address: String },
+    #[error("not delivered: the mailbox of {address} is full{}", detail_suffix(detail))]
+    MailboxFull { address: String, detail: String },
+    #[error("not delivered to {address}: {}{}", status_text(*status), detail_suffix(detail))]
+    NotDelivered { address: String, status: MsgStatus, detail: String },
+    #[error("relay refused {request}: {}{}", status_text(*status), detail_suffix(detail))]
+    MsgRefused { request: &'static str, status: MsgStatus, detail: String },
+}
+
+/// A messaging status as words, for error messages.
+pub(crate) fn status_text(status: MsgStatus) -> String {
+    match status {
+        MsgStatus::Ok => "ok".into(),
+        MsgStatus::Delivered => "delivered".into(),
+        MsgStatus::Queued => "queued".into(),
+        MsgStatus::Quota => "over quota".into(),
+        MsgStatus::NoRoute => "no route (neither the recipient nor its mailbox reachable)".into(),
+        MsgStatus::NotHere => "not served here".into(),
+        MsgStatus::Unauthorized => "unauthorized".into(),
+        MsgStatus::Replay => "refused as a replay (is this machine's clock right?)".into(),
+        MsgStatus::BadRequest => "bad request".into(),
+        MsgStatus::NotFound => "not found".into(),
+        MsgStatus::Internal => "internal error".into(),
+        MsgStatus::Other(code) => format!("status {code}"),
+    }
+}
+
+fn detail_suffix(detail: &str) -> String {
+    if detail.is_empty() { String::new() } else { format!(" ({detail})") }
+}
+
+/// Statuses that say "not now" rather than "no".
+fn transient(status: MsgStatus) -> bool {
+    matches!(status, MsgStatus::NoRoute | MsgStatus::Internal)
 }
 
 impl ClientError {
@@ -155,7 +195,8 @@ impl ClientError {
             | Usage(_)
             | NoHome
             | TextTooLong { .. }
-            | BadIdentityKey(_) => ErrorKind::Usage,
+            | BadIdentityKey(_)
+            | BadAddress(_) => ErrorKind::Usage,
             NoIdentity { .. }
             | WrongPassphrase { .. }
             | BadIdentity { .. }
@@ -167,8 +208,18 @@ impl ClientError {
             | Unauthorized { .. }
             | Replay { .. }
             | Relay { .. }
-            | TooManyContacts { .. } => ErrorKind::Refused,
-            BlobNotFound(_) | ChunkNotFound(_) | NoSession { .. } => ErrorKind::NotFound,
+            | TooManyContacts { .. }
+            | MailboxFull { .. } => ErrorKind::Refused,
+            NotDelivered { status, .. } | MsgRefused { status, .. } => {
+                if transient(*status) {
+                    ErrorKind::Unavailable
+                } else {
+                    ErrorKind::Refused
+                }
+            }
+            BlobNotFound(_) | ChunkNotFound(_) | NoSession { .. } | NoBundle { .. } => {
+                ErrorKind::NotFound
+            }
             NotEnoughShards { .. } => ErrorKind::Unavailable,
             Decrypt(_)
             | Inconsistent { .. }

@@ -1,10 +1,16 @@
 //! One connection to a relay: a small libp2p swarm (TCP or QUIC, Noise, Yamux) running the zmesh
-//! handshake and `/zmesh/store/1.0` request-response, driven by a background task.
+//! handshake, `/zmesh/store/1.0` and `/zmesh/msg/1.0` request-response, driven by a background
+//! task.
 //!
 //! The swarm uses a fresh transport key for every connection: the relay authenticates the user
 //! by the signatures on requests, not by the connection, so there is no reason to link a user's
 //! sessions at the transport layer. Requests are sent only after the relay's handshake completed,
 //! as a relay serves storage to handshaken peers only.
+//!
+//! Messaging runs both ways on the one connection: the client sends requests, and once it has
+//! logged in the relay pushes `Deliver` requests with live messages. Those go to whoever
+//! [`subscribed`](Relay::subscribe); with no subscriber, or one that drops a [`Delivery`]
+//! unanswered, the relay is told nothing was taken and keeps the messages in the mailbox.
 
 use std::collections::HashMap;
 use std::future::Future;
@@ -13,8 +19,10 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use futures::StreamExt;
+use futures::future::BoxFuture;
+use futures::stream::FuturesUnordered;
 use libp2p::multiaddr::Protocol;
-use libp2p::request_response::{self, OutboundRequestId, ProtocolSupport};
+use libp2p::request_response::{self, OutboundRequestId, ProtocolSupport, ResponseChannel};
 use libp2p::swarm::{NetworkBehaviour, SwarmEvent};
 use libp2p::{Multiaddr, PeerId, StreamProtocol, Swarm, noise, tcp, yamux};
 use tokio::sync::{mpsc, oneshot};
@@ -25,14 +33,23 @@ use zmesh_node::control::{self, ControlEvent, ControlReport};
 use zmesh_node::framing::FrameCodec;
 use zmesh_types::Capabilities;
 use zmesh_types::constants::SUPPORTED_VERSIONS;
+use zmesh_wire::msg::{Cursor, Envelope, MsgMessage, MsgOutcome, MsgStatus};
 use zmesh_wire::store::StoreMessage;
 
 use crate::{ClientError, Result};
 
 /// The storage protocol.
 pub const STORE_PROTOCOL: StreamProtocol = StreamProtocol::new("/zmesh/store/1.0");
+/// The messaging protocol.
+pub const MSG_PROTOCOL: StreamProtocol = StreamProtocol::new("/zmesh/msg/1.0");
 /// How long one storage request may take: a relay codes and places 15 shards of up to 4 MiB.
 pub const REQUEST_TIMEOUT: Duration = Duration::from_secs(120);
+/// How long one messaging request may take: a relay may forward to another relay or write to
+/// three mailbox replicas, each a round trip and an fsync.
+pub const MSG_REQUEST_TIMEOUT: Duration = Duration::from_secs(60);
+/// Live deliveries waiting for the subscriber. More are refused at once (the relay keeps them
+/// in the mailbox), so a slow subscriber cannot make the relay wait on it.
+pub const DELIVERY_QUEUE: usize = 32;
 /// How long dialling and the handshake may take together.
 pub const CONNECT_TIMEOUT: Duration = Duration::from_secs(15);
 const HANDSHAKE_TIMEOUT: Duration = Duration::from_secs(10);
@@ -43,15 +60,52 @@ pub trait ChunkStore {
     fn call(&self, request: StoreMessage) -> impl Future<Output = Result<StoreMessage>> + Send;
 }
 
+/// Anything that answers messaging requests: a [`Relay`], or a fake in tests.
+pub trait MsgRelay {
+    /// Sends one `/zmesh/msg/1.0` request and waits for its answer.
+    fn request(&self, request: MsgMessage) -> impl Future<Output = Result<MsgMessage>> + Send;
+    /// The relay's peer id (what a login is bound to).
+    fn peer_id(&self) -> PeerId;
+    /// An address the relay is reachable at (what a presence record points to).
+    fn addr(&self) -> Multiaddr;
+}
+
+/// Live messages the relay pushed, waiting for an answer. Answer with [`Delivery::answer`]
+/// once they are safely handled; dropping it unanswered tells the relay none were taken.
+#[derive(Debug)]
+pub struct Delivery {
+    pub messages: Vec<Envelope>,
+    reply: oneshot::Sender<MsgMessage>,
+}
+
+impl Delivery {
+    /// A delivery and the receiver of its answer (the connection's side; also for fakes).
+    pub fn new(messages: Vec<Envelope>) -> (Delivery, oneshot::Receiver<MsgMessage>) {
+        let (reply, answer) = oneshot::channel();
+        (Delivery { messages, reply }, answer)
+    }
+
+    /// Tells the relay the messages up to `upto` (`count` of them) were taken; `None` and 0
+    /// when none were.
+    pub fn answer(self, upto: Option<Cursor>, count: u16) {
+        let _ = self.reply.send(MsgMessage::Delivered { upto, count });
+    }
+}
+
+/// The receiving end of a [`Relay`]'s live deliveries; ends when the connection does.
+pub type Deliveries = mpsc::Receiver<Delivery>;
+
 #[derive(NetworkBehaviour)]
 struct ClientBehaviour {
     control: control::Behaviour,
     store: request_response::Behaviour<FrameCodec<StoreMessage>>,
+    msg: request_response::Behaviour<FrameCodec<MsgMessage>>,
 }
 
-struct Command {
-    request: StoreMessage,
-    reply: oneshot::Sender<Result<StoreMessage>>,
+enum Command {
+    Store { request: StoreMessage, reply: oneshot::Sender<Result<StoreMessage>> },
+    Msg { request: MsgMessage, reply: oneshot::Sender<Result<MsgMessage>> },
+    Subscribe { reply: oneshot::Sender<Deliveries> },
 }
 
 /// A handshaken connection to one relay. Dropping it closes the connection.
@@ -132,17 +186,52 @@ impl Relay {
     pub fn addr(&self) -> &Multiaddr {
         &self.addr
     }
+
+    /// Starts taking the messages the relay pushes live (after a login). Subscribe before
+    /// logging in, or the first pushes are refused (they stay in the mailbox). A new
+    /// subscription replaces the previous one, whose receiver then ends.
+    ///
+    /// # Errors
+    /// [`ClientError::Transport`] if the connection has ended.
+    pub async fn subscribe(&self) -> Result<Deliveries> {
+        let (reply, answer) = oneshot::channel();
+        self.commands.send(Command::Subscribe { reply }).await.map_err(|_| gone())?;
+        answer.await.map_err(|_| gone())
+    }
+
+    async fn command<T>(
+        &self,
+        make: impl FnOnce(oneshot::Sender<Result<T>>) -> Command,
+    ) -> Result<T> {
+        let (reply, answer) = oneshot::channel();
+        self.commands.send(make(reply)).await.map_err(|_| gone())?;
+        answer.await.map_err(|_| gone())?
+    }
+}
+
+fn gone() -> ClientError {
+    ClientError::Transport("the relay connection has ended".into())
 }
 
 impl ChunkStore for Relay {
     fn call(&self, request: StoreMessage) -> impl Future<Output = Result<StoreMessage>> + Send {
-        let commands = self.commands.clone();
-        async move {
-            let gone = || ClientError::Transport("the relay connection has ended".into());
-            let (reply, answer) = oneshot::channel();
-            commands.send(Command { request, reply }).await.map_err(|_| gone())?;
-            answer.await.map_err(|_| gone())?
-        }
+        let relay = self.clone();
+        async move { relay.command(|reply| Command::Store { request, reply }).await }
+    }
+}
+
+impl MsgRelay for Relay {
+    fn request(&self, request: MsgMessage) -> impl Future<Output = Result<MsgMessage>> + Send {
+        let relay = self.clone();
+        async move { relay.command(|reply| Command::Msg { request, reply }).await }
+    }
+
+    fn peer_id(&self) -> PeerId {
+        self.peer
+    }
+
+    fn addr(&self) -> Multiaddr {
+        self.addr.clone()
     }
 }
 
@@ -182,6 +271,11 @@ fn build_swarm() -> std::result::Result<Swarm<ClientBehaviour>, String> {
             store: request_response::Behaviour::new(
                 [(STORE_PROTOCOL, ProtocolSupport::Outbound)],
                 rr_config,
+            ),
+            // Full: the relay pushes live messages to the client as requests of its own.
+            msg: request_response::Behaviour::new(
+                [(MSG_PROTOCOL, ProtocolSupport::Full)],
+                request_response::Config::default().with_request_timeout(MSG_REQUEST_TIMEOUT),
             ),
         })
         .map_err(|e| e.to_string())?
@@ -227,29 +321,107 @@ async fn handshake(swarm: &mut Swarm<ClientBehaviour>, addr: &Multiaddr) -> Resu
     }
 }
 
-/// Owns the swarm: sends requests from `commands`, routes answers back, and fails every request
-/// once the connection is gone. Ends when the [`Relay`] (every clone) is dropped.
+/// What becomes of a request the relay sent.
+#[derive(Debug)]
+enum Inbound {
+    /// Handed to the subscriber; its answer comes on this channel.
+    Forwarded(oneshot::Receiver<MsgMessage>),
+    /// Answered at once.
+    Answer(Box<MsgMessage>),
+}
+
+/// A `Deliver` goes to the subscriber, if there is one with room, and is answered once the
+/// subscriber has handled it; anything else, or a delivery nobody takes, is answered at once.
+fn route_inbound(request: MsgMessage, subscriber: Option<&mpsc::Sender<Delivery>>) -> Inbound {
+    let MsgMessage::Deliver { messages } = request else {
+        let outcome = MsgOutcome::new(MsgStatus::BadRequest, "a client serves Deliver only");
+        return Inbound::Answer(Box::new(MsgMessage::Result { outcome }));
+    };
+    let Some(subscriber) = subscriber else { return Inbound::Answer(Box::new(not_taken())) };
+    let (delivery, answer) = Delivery::new(messages);
+    match subscriber.try_send(delivery) {
+        Ok(()) => Inbound::Forwarded(answer),
+        Err(_) => Inbound::Answer(Box::new(not_taken())),
+    }
+}
+
+/// The answer to a delivery the client did not take: the relay keeps it in the mailbox.
+fn not_taken() -> MsgMessage {
+    MsgMessage::Delivered { upto: None, count: 0 }
+}
+
+type PendingAnswer = BoxFuture<'static, (ResponseChannel<MsgMessage>, MsgMessage)>;
+
+/// Requests in flight, by protocol.
+#[derive(Default)]
+struct Pending {
+    store: HashMap<OutboundRequestId, oneshot::Sender<Result<StoreMessage>>>,
+    msg: HashMap<OutboundRequestId, oneshot::Sender<Result<MsgMessage>>>,
+}
+
+impl Pending {
+    fn fail(&mut self, id: &OutboundRequestId, reason: String) {
+        if let Some(reply) = self.store.remove(id) {
+            let _ = reply.send(Err(ClientError::Transport(reason)));
+        } else if let Some(reply) = self.msg.remove(id) {
+            let _ = reply.send(Err(ClientError::Transport(reason)));
+        }
+    }
+
+    fn fail_all(&mut self, reason: &str) {
+        for (_, reply) in self.store.drain() {
+            let _ = reply.send(Err(ClientError::Transport(reason.to_owned())));
+        }
+        for (_, reply) in self.msg.drain() {
+            let _ = reply.send(Err(ClientError::Transport(reason.to_owned())));
+        }
+    }
+}
+
+/// Owns the swarm: sends requests from `commands`, routes answers back, hands the relay's
+/// deliveries to the subscriber and answers them, and fails every request once the connection
+/// is gone. Ends when the [`Relay`] (every clone) is dropped.
 async fn drive(
     mut swarm: Swarm<ClientBehaviour>,
     peer: PeerId,
     mut commands: mpsc::Receiver<Command>,
 ) {
-    let mut pending: HashMap<OutboundRequestId, oneshot::Sender<Result<StoreMessage>>> =
-        HashMap::new();
+    let mut pending = Pending::default();
+    let mut subscriber: Option<mpsc::Sender<Delivery>> = None;
+    let mut answers: FuturesUnordered<PendingAnswer> = FuturesUnordered::new();
     let mut lost: Option<String> = None;
     loop {
         tokio::select! {
             command = commands.recv() => {
-                let Some(Command { request, reply }) = command else { break };
-                match &lost {
-                    Some(reason) => {
+                let Some(command) = command else { break };
+                match (command, &lost) {
+                    (Command::Subscribe { reply }, _) => {
+                        let (tx, rx) = mpsc::channel(DELIVERY_QUEUE);
+                        // After the connection is lost the receiver ends at once.
+                        if lost.is_none() {
+                            subscriber = Some(tx);
+                        }
+                        let _ = reply.send(rx);
+                    }
+                    (Command::Store { reply, .. }, Some(reason)) => {
                         let _ = reply.send(Err(ClientError::Transport(reason.clone())));
                     }
-                    None => {
+                    (Command::Msg { reply, .. }, Some(reason)) => {
+                        let _ = reply.send(Err(ClientError::Transport(reason.clone())));
+                    }
+                    (Command::Store { request, reply }, None) => {
                         let id = swarm.behaviour_mut().store.send_request(&peer, request);
-                        pending.insert(id, reply);
+                        pending.store.insert(id, reply);
+                    }
+                    (Command::Msg { request, reply }, None) => {
+                        let id = swarm.behaviour_mut().msg.send_request(&peer, request);
+                        pending.msg.insert(id, reply);
                     }
                 }
+            }
+            Some((channel, answer)) = answers.next(), if !answers.is_empty() => {
+                // Fails only if the relay gave up waiting; it then keeps the messages.
+                let _ = swarm.behaviour_mut().msg.send_response(channel, answer);
             }
             event = swarm.select_next_some() => match event {
                 SwarmEvent::Behaviour(ClientBehaviourEvent::Store(event)) => match event {
@@ -257,15 +429,46 @@ async fn drive(
                         message: request_response::Message::Response { request_id, response },
                         ..
                     } => {
-                        if let Some(reply) = pending.remove(&request_id) {
+                        if let Some(reply) = pending.store.remove(&request_id) {
                             let _ = reply.send(Ok(response));
                         }
                     }
                     request_response::Event::OutboundFailure { request_id, error, .. } => {
-                        if let Some(reply) = pending.remove(&request_id) {
-                            let reason = lost.clone().unwrap_or_else(|| error.to_string());
-                            let _ = reply.send(Err(ClientError::Transport(reason)));
+                        pending.fail(&request_id, lost.clone().unwrap_or_else(|| error.to_string()));
+                    }
+                    _ => {}
+                },
+                SwarmEvent::Behaviour(ClientBehaviourEvent::Msg(event)) => match event {
+                    request_response::Event::Message {
+                        message: request_response::Message::Response { request_id, response },
+                        ..
+                    } => {
+                        if let Some(reply) = pending.msg.remove(&request_id) {
+                            let _ = reply.send(Ok(response));
                         }
+                    }
+                    request_response::Event::Message {
+                        peer: from,
+                        message: request_response::Message::Request { request, channel, .. },
+                        ..
+                    } => {
+                        // Only the relay this connection is for may push to the user.
+                        let request = if from == peer { request } else {
+                            MsgMessage::Result { outcome: MsgOutcome::new(
+                                MsgStatus::Unauthorized, "not this client's relay") }
+                        };
+                        let live = subscriber.as_ref().filter(|s| !s.is_closed());
+                        match route_inbound(request, live) {
+                            Inbound::Forwarded(answer) => answers.push(Box::pin(async move {
+                                (channel, answer.await.unwrap_or_else(|_| not_taken()))
+                            })),
+                            Inbound::Answer(answer) => {
+                                let _ = swarm.behaviour_mut().msg.send_response(channel, *answer);
+                            }
+                        }
+                    }
+                    request_response::Event::OutboundFailure { request_id, error, .. } => {
+                        pending.fail(&request_id, lost.clone().unwrap_or_else(|| error.to_string()));
                     }
                     _ => {}
                 },
@@ -281,9 +484,9 @@ async fn drive(
                     let reason = lost
                         .clone()
                         .unwrap_or_else(|| format!("connection to the relay lost ({why})"));
-                    for (_, reply) in pending.drain() {
-                        let _ = reply.send(Err(ClientError::Transport(reason.clone())));
-                    }
+                    pending.fail_all(&reason);
+                    // Ends the subscriber's receiver, so a follower learns the connection is gone.
+                    subscriber = None;
                     lost = Some(reason);
                 }
                 _ => {}
@@ -322,6 +525,65 @@ mod tests {
         let addr = devnet_addr(&n).unwrap();
         assert_eq!(addr.to_string(), format!("/ip4/127.0.0.1/tcp/4001/p2p/{peer}"));
         assert!(devnet_addr(&node(&peer.to_string(), &["/ip4/127.0.0.1/udp/1/quic-v1"])).is_none());
+    }
+
+    fn deliver(n: u8) -> MsgMessage {
+        let envelope =
+            |i| Envelope { id: [i; 16], order: u64::from(i), expires_at_ms: 9, sealed: vec![i] };
+        MsgMessage::Deliver { messages: (1..=n).map(envelope).collect() }
+    }
+
+    fn answered(inbound: Inbound) -> MsgMessage {
+        match inbound {
+            Inbound::Answer(answer) => *answer,
+            Inbound::Forwarded(_) => panic!("forwarded, expected an answer"),
+        }
+    }
+
+    #[test]
+    fn deliveries_nobody_takes_are_refused_at_once() {
+        assert_eq!(answered(route_inbound(deliver(2), None)), not_taken());
+        // A full queue: the relay keeps the messages rather than wait on a slow subscriber.
+        let (tx, _rx) = mpsc::channel(1);
+        assert!(matches!(route_inbound(deliver(1), Some(&tx)), Inbound::Forwarded(_)));
+        assert_eq!(answered(route_inbound(deliver(1), Some(&tx))), not_taken());
+        // A subscriber that went away.
+        let (tx, rx) = mpsc::channel(1);
+        drop(rx);
+        assert_eq!(answered(route_inbound(deliver(1), Some(&tx))), not_taken());
+    }
+
+    #[test]
+    fn other_requests_from_the_relay_are_refused() {
+        let (tx, mut rx) = mpsc::channel(1);
+        let sync = MsgMessage::FetchRecord {
+            kind: zmesh_wire::msg::RecordKind::Bundle,
+            owner_address: [1; 32],
+        };
+        let MsgMessage::Result { outcome } = answered(route_inbound(sync, Some(&tx))) else {
+            panic!("not a Result");
+        };
+        assert_eq!(outcome.status, MsgStatus::BadRequest);
+        assert!(rx.try_recv().is_err(), "nothing reached the subscriber");
+    }
+
+    #[tokio::test]
+    async fn a_subscriber_answers_or_drops_a_delivery() {
+        let (tx, mut rx) = mpsc::channel(4);
+        let Inbound::Forwarded(answer) = route_inbound(deliver(3), Some(&tx)) else {
+            panic!("not forwarded");
+        };
+        let delivery = rx.recv().await.unwrap();
+        assert_eq!(delivery.messages.len(), 3);
+        let upto = Some(delivery.messages[2].cursor());
+        delivery.answer(upto, 3);
+        assert_eq!(answer.await.unwrap(), MsgMessage::Delivered { upto, count: 3 });
+
+        let Inbound::Forwarded(answer) = route_inbound(deliver(1), Some(&tx)) else {
+            panic!("not forwarded");
+        };
+        drop(rx.recv().await.unwrap());
+        assert!(answer.await.is_err(), "the connection then answers `not taken`");
     }
 
     #[tokio::test]

@@ -1,5 +1,6 @@
 //! `zmesh id`, `put`, `get`, `rm`: the user's side of storage. Files are encrypted here, before
-//! anything leaves the machine; relays and holders only ever see sealed chunks.
+//! anything leaves the machine; relays and holders only ever see sealed chunks. The identity
+//! and relay options are shared with the messaging commands (`msg.rs`).
 
 use std::path::{Path, PathBuf};
 
@@ -12,10 +13,10 @@ use zmesh_types::DataType;
 pub struct IdentityArgs {
     /// The identity keystore [default: ~/.zmesh/identity].
     #[arg(long, value_name = "FILE")]
-    identity: Option<PathBuf>,
+    pub(crate) identity: Option<PathBuf>,
     /// Read the keystore passphrase from the first line of FILE (else from ZMESH_PASSPHRASE).
     #[arg(long, value_name = "FILE")]
-    passphrase_file: Option<PathBuf>,
+    pub(crate) passphrase_file: Option<PathBuf>,
 }
 
 #[derive(Args, Debug)]
@@ -23,17 +24,29 @@ pub struct IdentityArgs {
 pub struct RelayArgs {
     /// The relay to use, e.g. /ip4/127.0.0.1/tcp/4001/p2p/12D3…
     #[arg(long, value_name = "MULTIADDR")]
-    relay: Option<Multiaddr>,
+    pub(crate) relay: Option<Multiaddr>,
     /// Use the first node of this devnet.json that answers.
     #[arg(long, value_name = "FILE")]
-    devnet: Option<PathBuf>,
+    pub(crate) devnet: Option<PathBuf>,
+}
+
+/// [`RelayArgs`] for commands that need a relay only sometimes.
+#[derive(Args, Debug)]
+#[group(required = false, multiple = false)]
+pub struct OptionalRelayArgs {
+    /// The relay to ask when needed, e.g. /ip4/127.0.0.1/tcp/4001/p2p/12D3…
+    #[arg(long, value_name = "MULTIADDR")]
+    pub(crate) relay: Option<Multiaddr>,
+    /// Ask the first node of this devnet.json that answers.
+    #[arg(long, value_name = "FILE")]
+    pub(crate) devnet: Option<PathBuf>,
 }
 
 #[derive(Subcommand, Debug)]
 pub enum IdCommand {
     /// Create a new identity (refuses to overwrite one) and print its address.
     New(IdentityArgs),
-    /// Show the identity's address and public key.
+    /// Show the identity's address and public key (the key safety numbers are computed from).
     Show(IdShowArgs),
 }
 
@@ -83,27 +96,43 @@ pub struct RmArgs {
 }
 
 impl IdentityArgs {
-    fn path(&self) -> anyhow::Result<PathBuf> {
+    pub(crate) fn path(&self) -> anyhow::Result<PathBuf> {
         Ok(match &self.identity {
             Some(p) => p.clone(),
             None => default_path()?,
         })
     }
 
-    fn load(&self) -> anyhow::Result<Identity> {
+    pub(crate) fn load(&self) -> anyhow::Result<Identity> {
         let pass = passphrase(self.passphrase_file.as_deref())?;
         Ok(Identity::load(&self.path()?, &pass)?)
     }
 }
 
 impl RelayArgs {
-    async fn connect(&self) -> anyhow::Result<Relay> {
-        Ok(match (&self.relay, &self.devnet) {
-            (Some(addr), _) => Relay::connect(addr.clone()).await?,
-            (None, Some(file)) => Relay::from_devnet(file).await?,
-            (None, None) => anyhow::bail!("give --relay MULTIADDR or --devnet FILE"),
-        })
+    pub(crate) async fn connect(&self) -> anyhow::Result<Relay> {
+        connect(self.relay.as_ref(), self.devnet.as_deref())
+            .await?
+            .ok_or_else(|| anyhow::anyhow!("give --relay MULTIADDR or --devnet FILE"))
     }
+}
+
+impl OptionalRelayArgs {
+    /// A connection, or `None` when neither option was given.
+    pub(crate) async fn connect(&self) -> anyhow::Result<Option<Relay>> {
+        connect(self.relay.as_ref(), self.devnet.as_deref()).await
+    }
+}
+
+async fn connect(
+    relay: Option<&Multiaddr>,
+    devnet: Option<&Path>,
+) -> anyhow::Result<Option<Relay>> {
+    Ok(match (relay, devnet) {
+        (Some(addr), _) => Some(Relay::connect(addr.clone()).await?),
+        (None, Some(file)) => Some(Relay::from_devnet(file).await?),
+        (None, None) => None,
+    })
 }
 
 fn mib(bytes: u64) -> String {
@@ -139,6 +168,10 @@ pub fn id(command: IdCommand) -> anyhow::Result<()> {
             } else {
                 println!("address     {}", identity.address());
                 println!("public key  {}", identity.public_key_hex());
+                println!(
+                    "(safety numbers are computed from the public keys: compare the output of \
+                     `zmesh safety-number ADDRESS` with your contact's)"
+                );
             }
         }
     }

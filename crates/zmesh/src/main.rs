@@ -4,6 +4,7 @@ mod bench;
 mod client;
 mod devnet;
 mod http;
+mod msg;
 mod status;
 
 use std::path::PathBuf;
@@ -48,6 +49,15 @@ enum Command {
     Get(client::GetArgs),
     /// Delete a stored file from the mesh.
     Rm(client::RmArgs),
+    /// Send an end-to-end-encrypted message to an address; prints `delivered ID` (the
+    /// recipient is online) or `queued ID` (kept in its offline mailbox).
+    Send(msg::SendArgs),
+    /// Receive your messages: log in at a relay, publish your keys and presence, and print
+    /// what is in your mailbox (and, with --follow, what arrives after).
+    Inbox(msg::InboxArgs),
+    /// Show the safety number with a contact: compare it with theirs (in person or over a call)
+    /// to be sure no one is in between.
+    SafetyNumber(msg::SafetyNumberArgs),
 }
 
 #[derive(Subcommand, Debug)]
@@ -107,6 +117,9 @@ async fn dispatch(command: Command) -> anyhow::Result<()> {
         Command::Put(args) => client::put(args).await,
         Command::Get(args) => client::get(args).await,
         Command::Rm(args) => client::rm(args).await,
+        Command::Send(args) => msg::send(args).await,
+        Command::Inbox(args) => msg::inbox(args).await,
+        Command::SafetyNumber(args) => msg::safety_number(args).await,
     }
 }
 
