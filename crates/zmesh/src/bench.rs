@@ -1,6 +1,9 @@
 //! `zmesh bench lookup`: lookup latency and rounds on a fresh local devnet, beside a baseline
 //! (the same API round trip without a lookup) measured in the same run, plus each node's idle
-//! memory.
+//! memory. `zmesh bench storage` and `zmesh bench messaging` measure the other protocols the
+//! same way: a fresh devnet and a baseline in one run.
+
+mod messaging;
 
 use std::path::PathBuf;
 use std::time::{Duration, Instant};
@@ -19,6 +22,8 @@ pub enum BenchCommand {
     Lookup(LookupArgs),
     /// End-to-end put and get of encrypted, erasure-coded data on a local devnet.
     Storage(StorageArgs),
+    /// Relay throughput and one-way latency of messages, one relay and federated, beside TCP.
+    Messaging(messaging::MessagingArgs),
 }
 
 #[derive(Args, Debug)]
@@ -77,11 +82,18 @@ pub async fn run(command: BenchCommand) -> anyhow::Result<()> {
     match command {
         BenchCommand::Lookup(args) => lookup(args).await,
         BenchCommand::Storage(args) => storage(args).await,
+        BenchCommand::Messaging(args) => messaging::messaging(args).await,
     }
 }
 
-/// Starts a devnet in `dir` (or a fresh temporary one, removed afterwards), runs `f`, stops it.
-async fn with_devnet<F, Fut>(nodes: usize, dir: Option<PathBuf>, f: F) -> anyhow::Result<()>
+/// Starts a devnet in `dir` (or a fresh temporary one, removed afterwards) with config
+/// `overrides` (`KEY=VALUE`) on every node, runs `f`, stops it.
+async fn with_devnet<F, Fut>(
+    nodes: usize,
+    dir: Option<PathBuf>,
+    overrides: Vec<String>,
+    f: F,
+) -> anyhow::Result<()>
 where
     F: FnOnce(Devnet) -> Fut,
     Fut: Future<Output = (Devnet, anyhow::Result<()>)>,
@@ -91,13 +103,8 @@ where
     let dir = dir.unwrap_or_else(|| {
         std::env::temp_dir().join(format!("zmesh-bench-{}", std::process::id()))
     });
-    let devnet_args = DevnetArgs {
-        nodes,
-        dir: dir.clone(),
-        overrides: Vec::new(),
-        min_routing: None,
-        timeout: None,
-    };
+    let devnet_args =
+        DevnetArgs { nodes, dir: dir.clone(), overrides, min_routing: None, timeout: None };
     eprintln!("starting a {nodes}-node devnet in {}", dir.display());
     let devnet = Devnet::start(&devnet_args).await?;
     let started = Instant::now();
@@ -120,7 +127,7 @@ where
 
 async fn storage(args: StorageArgs) -> anyhow::Result<()> {
     let StorageArgs { nodes, rounds, size, dir } = args;
-    with_devnet(nodes, dir, move |devnet| async move {
+    with_devnet(nodes, dir, Vec::new(), move |devnet| async move {
         let result = measure_storage(&devnet, rounds, size).await;
         (devnet, result)
     })
@@ -207,7 +214,7 @@ async fn measure_storage(devnet: &Devnet, rounds: usize, size: usize) -> anyhow:
 
 async fn lookup(args: LookupArgs) -> anyhow::Result<()> {
     let LookupArgs { nodes, lookups, dir } = args;
-    with_devnet(nodes, dir, move |devnet| async move {
+    with_devnet(nodes, dir, Vec::new(), move |devnet| async move {
         let result = measure(&devnet, lookups).await;
         (devnet, result)
     })
