@@ -32,7 +32,7 @@ use zmesh_wire::msg::{
 };
 
 use crate::identity::Identity;
-use crate::messenger::{Incoming, Messenger, Outgoing, bundle_from_record};
+use crate::messenger::{Incoming, Messenger, Outgoing, bundle_from_record, random_bytes};
 use crate::relay::MsgRelay;
 use crate::{ClientError, Result};
 
@@ -212,14 +212,6 @@ fn expect_ok(request: &'static str, answer: MsgMessage) -> Result<()> {
     }
 }
 
-fn random_nonce() -> Result<[u8; 16]> {
-    let mut nonce = [0_u8; 16];
-    getrandom::fill(&mut nonce).map_err(|e| {
-        ClientError::io("reading the system's random number generator", std::io::Error::other(e))
-    })?;
-    Ok(nonce)
-}
-
 /// A mailbox entry as the sync session sorts it.
 struct Entry(Envelope);
 
@@ -304,7 +296,7 @@ impl<R: MsgRelay> Mailer<R> {
 
     /// A fresh authorisation for `purpose` on `target`: replicas refuse a nonce seen before.
     fn auth(&self, purpose: AuthPurpose, target: &[u8; 32]) -> Result<UserAuth> {
-        Ok(sign_user_auth(self.identity.signing(), purpose, target, self.now(), random_nonce()?))
+        Ok(sign_user_auth(self.identity.signing(), purpose, target, self.now(), random_bytes()?))
     }
 
     fn mailbox(&self) -> [u8; 32] {

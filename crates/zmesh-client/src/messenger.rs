@@ -105,12 +105,13 @@ fn hex_address(address: &[u8; 32]) -> String {
     hex::encode(address)
 }
 
-fn random_id() -> Result<[u8; 16]> {
-    let mut id = [0_u8; 16];
-    getrandom::fill(&mut id).map_err(|e| {
+/// Fresh random bytes (message ids, nonces) from the system's generator.
+pub(crate) fn random_bytes<const N: usize>() -> Result<[u8; N]> {
+    let mut bytes = [0_u8; N];
+    getrandom::fill(&mut bytes).map_err(|e| {
         ClientError::io("reading the system's random number generator", std::io::Error::other(e))
     })?;
-    Ok(id)
+    Ok(bytes)
 }
 
 /// The conventional state directory of an identity file: `<identity file>.e2e`.
@@ -239,7 +240,7 @@ impl Messenger {
         else {
             return Err(ClientError::NoSession { address: hex_address(recipient) });
         };
-        let id = random_id()?;
+        let id = random_bytes()?;
         let plain = content::encode(&id, now_ms, text);
         let ciphertext =
             session.encrypt(&plain).map_err(|e| ClientError::Encryption(e.to_string()))?;

@@ -9,11 +9,10 @@ mod common;
 
 use std::collections::HashSet;
 use std::path::Path;
-use std::process::{Child, Command, Stdio};
 use std::sync::Mutex;
 use std::time::Duration;
 
-use common::{BIN, Devnet, get, signal, wait_for};
+use common::{Devnet, get, run_node, signal, wait_for};
 use nix::sys::signal::Signal;
 use zmesh_client::mail::{Inbox, Mailer, SendStatus, Via};
 use zmesh_client::messenger::Incoming;
@@ -100,19 +99,6 @@ fn mailbox_nodes(devnet: &Devnet, address: &[u8; 32]) -> Vec<usize> {
         .iter()
         .filter_map(|p| devnet.nodes.iter().position(|n| n.peer_id == p.peer_id))
         .collect()
-}
-
-fn run_node(dir: &Path) -> Child {
-    let log =
-        std::fs::OpenOptions::new().create(true).append(true).open(dir.join("node.log")).unwrap();
-    Command::new(BIN)
-        .args(["node", "run", "--dir"])
-        .arg(dir)
-        .stdout(log.try_clone().unwrap())
-        .stderr(log)
-        .stdin(Stdio::null())
-        .spawn()
-        .unwrap()
 }
 
 /// Drains `mailer`'s mailbox, logging in first as `zmesh inbox` does.

@@ -7,13 +7,11 @@
 mod common;
 
 use std::collections::{HashMap, HashSet};
-use std::path::Path;
-use std::process::{Child, Command, Stdio};
 use std::sync::Mutex;
 use std::time::{Duration, Instant};
 
 use common::chunks::{Owner, fully_placed, repair_report, shard_map};
-use common::{BIN, Devnet, get, signal, wait_for};
+use common::{Devnet, get, run_node, signal, wait_for};
 use nix::sys::signal::Signal;
 use zmesh_types::{DataType, Key256};
 
@@ -144,19 +142,6 @@ fn shard_data_offset(file: &[u8], key: &Key256, index: u8) -> Option<usize> {
     let mut pattern = key.0.to_vec();
     pattern.extend_from_slice(&[index, 10, 5]);
     file.windows(pattern.len()).position(|w| w == pattern).map(|at| at + 75)
-}
-
-fn run_node(dir: &Path) -> Child {
-    let log =
-        std::fs::OpenOptions::new().create(true).append(true).open(dir.join("node.log")).unwrap();
-    Command::new(BIN)
-        .args(["node", "run", "--dir"])
-        .arg(dir)
-        .stdout(log.try_clone().unwrap())
-        .stderr(log)
-        .stdin(Stdio::null())
-        .spawn()
-        .unwrap()
 }
 
 #[test]

@@ -10,7 +10,7 @@ use zmesh_types::Key256;
 use zmesh_wire::msg::MsgMessage;
 
 use crate::node::Command;
-use crate::storage::{PeerAddrs, closest_peers};
+use crate::storage::{PeerAddrs, await_answer, closest_peers};
 
 #[derive(Debug, Clone)]
 pub struct MsgNet {
@@ -46,10 +46,6 @@ impl MsgNet {
             reply: tx,
         };
         self.commands.send(command).await.map_err(|_| "node stopped".to_string())?;
-        match tokio::time::timeout(timeout, rx).await {
-            Ok(Ok(answer)) => answer,
-            Ok(Err(_)) => Err("node stopped".into()),
-            Err(_) => Err(format!("no answer within {timeout:?}")),
-        }
+        await_answer(rx, timeout).await
     }
 }

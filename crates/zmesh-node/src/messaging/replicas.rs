@@ -137,15 +137,9 @@ impl MessageRelay {
         after: Option<Cursor>,
         max_messages: u16,
     ) -> MsgMessage {
-        let key = match self.check_owner(&auth, AuthPurpose::MailboxRead) {
-            Ok(key) => key,
+        let (key, set) = match self.owner_read_set(&auth, AuthPurpose::MailboxRead).await {
+            Ok(found) => found,
             Err(outcome) => return MsgMessage::Result { outcome },
-        };
-        let set = match self.nearest(key, READ_SET).await {
-            Ok(set) => set,
-            Err(e) => {
-                return answer(MsgStatus::Internal, format!("finding the mailbox nodes: {e}"));
-            }
         };
         let max = usize::from(max_messages).clamp(1, MAX_BATCH);
         let read = MsgMessage::MailboxRead { auth, after, max_messages: max as u16 };
@@ -207,15 +201,9 @@ impl MessageRelay {
 
     /// Deletes the owner's messages up to `upto` on every node of the read set that answers.
     pub(super) async fn ack(self: &Arc<Self>, auth: UserAuth, upto: Cursor) -> MsgMessage {
-        let key = match self.check_owner(&auth, AuthPurpose::MailboxAck) {
-            Ok(key) => key,
+        let (key, set) = match self.owner_read_set(&auth, AuthPurpose::MailboxAck).await {
+            Ok(found) => found,
             Err(outcome) => return MsgMessage::Result { outcome },
-        };
-        let set = match self.nearest(key, READ_SET).await {
-            Ok(set) => set,
-            Err(e) => {
-                return answer(MsgStatus::Internal, format!("finding the mailbox nodes: {e}"));
-            }
         };
         let message = MsgMessage::MailboxAck { auth, upto };
         let answers = join_all(set.iter().map(|p| self.ask(p, message.clone()))).await;
@@ -232,6 +220,19 @@ impl MessageRelay {
         }
         self.stats.acks.inc();
         answer(MsgStatus::Ok, format!("acknowledged on {acked} nodes"))
+    }
+
+    /// The owner's mailbox key and its read set, once the authorisation checks out.
+    async fn owner_read_set(
+        &self,
+        auth: &UserAuth,
+        purpose: AuthPurpose,
+    ) -> Result<(Key256, Vec<PeerAddrs>), MsgOutcome> {
+        let key = self.check_owner(auth, purpose)?;
+        let set = self.nearest(key, READ_SET).await.map_err(|e| {
+            MsgOutcome::new(MsgStatus::Internal, format!("finding the mailbox nodes: {e}"))
+        })?;
+        Ok((key, set))
     }
 
     /// Checks the owner's authorisation here before it fans out (the replicas check it again):

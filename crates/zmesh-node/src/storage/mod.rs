@@ -73,10 +73,18 @@ impl StorageNet {
             reply: tx,
         };
         self.commands.send(command).await.map_err(|_| "node stopped".to_string())?;
-        match tokio::time::timeout(timeout, rx).await {
-            Ok(Ok(answer)) => answer,
-            Ok(Err(_)) => Err("node stopped".into()),
-            Err(_) => Err(format!("no answer within {timeout:?}")),
-        }
+        await_answer(rx, timeout).await
+    }
+}
+
+/// Waits at most `timeout` for the node task's answer to a request it sent for us.
+pub(crate) async fn await_answer<T>(
+    rx: oneshot::Receiver<Result<T, String>>,
+    timeout: Duration,
+) -> Result<T, String> {
+    match tokio::time::timeout(timeout, rx).await {
+        Ok(Ok(answer)) => answer,
+        Ok(Err(_)) => Err("node stopped".into()),
+        Err(_) => Err(format!("no answer within {timeout:?}")),
     }
 }

@@ -250,6 +250,24 @@ impl Drop for Node {
     }
 }
 
+/// Starts `zmesh node run` on an existing node directory (a devnet node restarted after a
+/// kill), appending to its log.
+pub fn run_node(dir: &Path) -> Child {
+    let log = std::fs::OpenOptions::new()
+        .create(true)
+        .append(true)
+        .open(dir.join("node.log"))
+        .expect("node log");
+    Command::new(BIN)
+        .args(["node", "run", "--dir"])
+        .arg(dir)
+        .stdout(log.try_clone().expect("node log"))
+        .stderr(log)
+        .stdin(Stdio::null())
+        .spawn()
+        .expect("spawn node")
+}
+
 pub fn read_log(dir: &Path) -> String {
     std::fs::read_to_string(dir.join("node.log")).unwrap_or_default()
 }
