@@ -5,6 +5,7 @@
 //! without a network or a real clock.
 
 pub mod erasure;
+pub mod flow;
 pub mod handshake;
 pub mod keepalive;
 pub mod limits;
