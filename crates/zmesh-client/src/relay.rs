@@ -314,7 +314,9 @@ async fn handshake(swarm: &mut Swarm<ClientBehaviour>, addr: &Multiaddr) -> Resu
                 ControlEvent::Dead { missed } => {
                     return Err(failed(format!("the relay stopped answering ({missed} pings)")));
                 }
-                ControlEvent::Rtt { .. } => {}
+                ControlEvent::Rtt { .. }
+                | ControlEvent::FlowControl(_)
+                | ControlEvent::WindowUpdate(_) => {}
             },
             _ => {}
         }

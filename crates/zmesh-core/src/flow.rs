@@ -9,6 +9,8 @@
 
 use std::time::{Duration, Instant};
 
+use zmesh_wire::control::{FlowControl, FlowReasonCode};
+
 /// The window a connection starts with.
 pub const INITIAL_WINDOW: u32 = 1000;
 /// The smallest window a receiver may set: below it, round trips would dominate.
@@ -36,6 +38,38 @@ pub struct FlowSignal {
     pub consumed: u32,
     pub reason: FlowReason,
     pub retry_after: Duration,
+}
+
+impl FlowSignal {
+    /// The signal a FLOW_CONTROL frame carries. An unknown reason is a plain pause.
+    pub fn from_wire(frame: &FlowControl) -> FlowSignal {
+        let reason = match frame.reason {
+            FlowReasonCode::BufferFull => FlowReason::BufferFull,
+            FlowReasonCode::RateLimit => FlowReason::RateLimit,
+            FlowReasonCode::SystemLoad | FlowReasonCode::Other(_) => FlowReason::SystemLoad,
+        };
+        FlowSignal {
+            window: frame.new_window,
+            consumed: frame.consumed,
+            reason,
+            retry_after: Duration::from_millis(u64::from(frame.retry_after_ms)),
+        }
+    }
+
+    /// The FLOW_CONTROL frame that carries this signal.
+    pub fn to_wire(&self) -> FlowControl {
+        let reason = match self.reason {
+            FlowReason::BufferFull => FlowReasonCode::BufferFull,
+            FlowReason::RateLimit => FlowReasonCode::RateLimit,
+            FlowReason::SystemLoad => FlowReasonCode::SystemLoad,
+        };
+        FlowControl {
+            new_window: self.window,
+            consumed: self.consumed,
+            reason,
+            retry_after_ms: u32::try_from(self.retry_after.as_millis()).unwrap_or(u32::MAX),
+        }
+    }
 }
 
 /// Keeps a window within [`MIN_WINDOW`, `MAX_WINDOW`].
@@ -294,6 +328,21 @@ mod tests {
         };
         tx.on_signal(&signal, t0);
         assert_eq!(tx.resume_at(t0), Some(t0 + MAX_PAUSE));
+    }
+
+    #[test]
+    fn signals_survive_the_wire() {
+        for reason in [FlowReason::BufferFull, FlowReason::RateLimit, FlowReason::SystemLoad] {
+            let signal = FlowSignal { window: 250, consumed: 7, reason, retry_after: 40 * MS };
+            assert_eq!(FlowSignal::from_wire(&signal.to_wire()), signal);
+        }
+        let unknown = FlowControl {
+            new_window: 100,
+            consumed: 0,
+            reason: FlowReasonCode::Other(9),
+            retry_after_ms: 5,
+        };
+        assert_eq!(FlowSignal::from_wire(&unknown).reason, FlowReason::SystemLoad);
     }
 
     #[test]

@@ -3,6 +3,10 @@
 //! The protocol decisions are [`zmesh_core::handshake`] and [`zmesh_core::keepalive`]; this module
 //! only moves their frames and timers. A failed handshake, a dead peer or a malformed frame
 //! closes the connection, with the reason reported to the node and logged there.
+//!
+//! The same stream carries flow control: FLOW_CONTROL and WINDOW_UPDATE frames from the peer
+//! are reported as events, and [`Behaviour::send_flow`] writes ours. They share the stream with
+//! PING / PONG, so they are never queued behind user traffic.
 
 use std::collections::VecDeque;
 use std::sync::Arc;
@@ -18,13 +22,13 @@ use libp2p::core::{Endpoint, Multiaddr};
 use libp2p::swarm::handler::{ConnectionEvent, FullyNegotiatedInbound, FullyNegotiatedOutbound};
 use libp2p::swarm::{
     CloseConnection, ConnectionDenied, ConnectionHandler, ConnectionHandlerEvent, ConnectionId,
-    FromSwarm, NetworkBehaviour, SubstreamProtocol, THandler, THandlerInEvent, THandlerOutEvent,
-    ToSwarm,
+    FromSwarm, NetworkBehaviour, NotifyHandler, SubstreamProtocol, THandler, THandlerInEvent,
+    THandlerOutEvent, ToSwarm,
 };
 use libp2p::{PeerId, Stream, StreamProtocol};
 use zmesh_core::handshake::{HandshakeError, LocalOffer, Negotiated};
 use zmesh_core::keepalive::{KeepAlive, KeepAliveAction, KeepAliveConfig, Quality, RttSample};
-use zmesh_wire::control::ControlFrame;
+use zmesh_wire::control::{ControlFrame, FlowControl};
 
 use crate::clock::unix_ms as wall_ms;
 use crate::framing::{FrameError, read_frame, write_frame};
@@ -46,12 +50,22 @@ pub enum ControlEvent {
     },
     /// The control stream broke: malformed frame, unexpected message, or stream closed.
     Broken(String),
+    /// The peer's FLOW_CONTROL: slow down, pause, or use a new window.
+    FlowControl(FlowControl),
+    /// The peer's WINDOW_UPDATE: its consumed total.
+    WindowUpdate(u32),
 }
 
 impl ControlEvent {
     /// Whether the connection must be closed after this event.
     fn closes_connection(&self) -> bool {
-        !matches!(self, ControlEvent::Negotiated(_) | ControlEvent::Rtt { .. })
+        !matches!(
+            self,
+            ControlEvent::Negotiated(_)
+                | ControlEvent::Rtt { .. }
+                | ControlEvent::FlowControl(_)
+                | ControlEvent::WindowUpdate(_)
+        )
     }
 }
 
@@ -69,15 +83,37 @@ pub struct ControlConfig {
     pub handshake_timeout: Duration,
 }
 
+/// A flow-control frame for a connection's control stream.
+#[derive(Debug, Clone)]
+pub struct FlowFrame(ControlFrame);
+
 #[derive(Debug)]
 pub struct Behaviour {
     config: ControlConfig,
-    pending: VecDeque<ToSwarm<ControlReport, std::convert::Infallible>>,
+    pending: VecDeque<ToSwarm<ControlReport, FlowFrame>>,
 }
 
 impl Behaviour {
     pub fn new(config: ControlConfig) -> Self {
         Behaviour { config, pending: VecDeque::new() }
+    }
+
+    /// Sends FLOW_CONTROL on one connection's control stream.
+    pub fn send_flow(&mut self, peer: PeerId, connection: ConnectionId, frame: FlowControl) {
+        self.notify(peer, connection, ControlFrame::FlowControl(frame));
+    }
+
+    /// Sends WINDOW_UPDATE on one connection's control stream.
+    pub fn send_window_update(&mut self, peer: PeerId, connection: ConnectionId, consumed: u32) {
+        self.notify(peer, connection, ControlFrame::WindowUpdate { consumed });
+    }
+
+    fn notify(&mut self, peer: PeerId, connection: ConnectionId, frame: ControlFrame) {
+        self.pending.push_back(ToSwarm::NotifyHandler {
+            peer_id: peer,
+            handler: NotifyHandler::One(connection),
+            event: FlowFrame(frame),
+        });
     }
 }
 
@@ -145,6 +181,10 @@ pub struct Handler {
     task: Option<BoxFuture<'static, ()>>,
     events_tx: mpsc::Sender<ControlEvent>,
     events_rx: mpsc::Receiver<ControlEvent>,
+    /// Flow-control frames for the stream task; taken by it when the stream starts. Frames
+    /// beyond its capacity are dropped: a newer signal supersedes an older one anyway.
+    outgoing_tx: mpsc::Sender<ControlFrame>,
+    outgoing_rx: Option<mpsc::Receiver<ControlFrame>>,
     /// Until a control stream exists: the handshake must start before this fires.
     stream_deadline: Option<std::pin::Pin<Box<tokio::time::Sleep>>>,
     failed: bool,
@@ -159,6 +199,7 @@ impl std::fmt::Debug for Handler {
 impl Handler {
     fn new(config: ControlConfig, role: Role) -> Self {
         let (events_tx, events_rx) = mpsc::channel(16);
+        let (outgoing_tx, outgoing_rx) = mpsc::channel(16);
         let deadline = Box::pin(tokio::time::sleep(config.handshake_timeout));
         Handler {
             config,
@@ -167,18 +208,20 @@ impl Handler {
             task: None,
             events_tx,
             events_rx,
+            outgoing_tx,
+            outgoing_rx: Some(outgoing_rx),
             stream_deadline: Some(deadline),
             failed: false,
         }
     }
 
     fn start(&mut self, stream: Stream) {
-        if self.task.is_some() {
+        let Some(outgoing) = self.outgoing_rx.take() else {
             // One control stream per connection; a second one is dropped unread.
             return;
-        }
+        };
         self.stream_deadline = None;
-        let fut = run(stream, self.role, self.config.clone(), self.events_tx.clone());
+        let fut = run(stream, self.role, self.config.clone(), self.events_tx.clone(), outgoing);
         self.task = Some(fut.boxed());
     }
 
@@ -192,7 +235,7 @@ impl Handler {
 }
 
 impl ConnectionHandler for Handler {
-    type FromBehaviour = std::convert::Infallible;
+    type FromBehaviour = FlowFrame;
     type ToBehaviour = ControlEvent;
     type InboundProtocol = ReadyUpgrade<StreamProtocol>;
     type OutboundProtocol = ReadyUpgrade<StreamProtocol>;
@@ -236,8 +279,8 @@ impl ConnectionHandler for Handler {
         Poll::Pending
     }
 
-    fn on_behaviour_event(&mut self, event: Self::FromBehaviour) {
-        match event {}
+    fn on_behaviour_event(&mut self, FlowFrame(frame): Self::FromBehaviour) {
+        let _ = self.outgoing_tx.try_send(frame);
     }
 
     fn on_connection_event(
@@ -270,6 +313,7 @@ async fn run(
     role: Role,
     config: ControlConfig,
     mut events: mpsc::Sender<ControlEvent>,
+    outgoing: mpsc::Receiver<ControlFrame>,
 ) {
     let handshake = tokio::time::timeout(config.handshake_timeout, async {
         match role {
@@ -294,7 +338,7 @@ async fn run(
     if events.send(ControlEvent::Negotiated(negotiated)).await.is_err() {
         return;
     }
-    let reason = keepalive(stream, config.keepalive, &mut events).await;
+    let reason = keepalive(stream, config.keepalive, &mut events, outgoing).await;
     let _ = events.send(reason).await;
 }
 
@@ -334,6 +378,8 @@ fn frame_name(frame: &ControlFrame) -> &'static str {
         ControlFrame::HelloAck(_) => "HELLO_ACK",
         ControlFrame::Ping(_) => "PING",
         ControlFrame::Pong(_) => "PONG",
+        ControlFrame::FlowControl(_) => "FLOW_CONTROL",
+        ControlFrame::WindowUpdate { .. } => "WINDOW_UPDATE",
     }
 }
 
@@ -342,6 +388,7 @@ async fn keepalive(
     stream: Stream,
     config: KeepAliveConfig,
     events: &mut mpsc::Sender<ControlEvent>,
+    mut outgoing: mpsc::Receiver<ControlFrame>,
 ) -> ControlEvent {
     let (reader, mut writer) = stream.split();
     // Reading lives in its own stream so a timer firing never drops a half-read frame.
@@ -373,6 +420,12 @@ async fn keepalive(
                         }
                         Err(e) => tracing::debug!("ignoring PONG: {e}"),
                     },
+                    Ok(ControlFrame::FlowControl(flow)) => {
+                        let _ = events.send(ControlEvent::FlowControl(flow)).await;
+                    }
+                    Ok(ControlFrame::WindowUpdate { consumed }) => {
+                        let _ = events.send(ControlEvent::WindowUpdate(consumed)).await;
+                    }
                     Ok(other) => {
                         return ControlEvent::Broken(format!("unexpected {} after the handshake", frame_name(&other)));
                     }
@@ -381,6 +434,11 @@ async fn keepalive(
                     }
                     Err(FrameError::Closed) => return ControlEvent::Broken("control stream closed by the peer".into()),
                     Err(e) => return ControlEvent::Broken(format!("control stream: {e}")),
+                }
+            }
+            Some(frame) = outgoing.next() => {
+                if let Err(e) = write_frame(&mut writer, &frame).await {
+                    return ControlEvent::Broken(format!("writing {}: {e}", frame_name(&frame)));
                 }
             }
             _ = tokio::time::sleep_until(wake) => {

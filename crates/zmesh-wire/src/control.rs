@@ -1,5 +1,6 @@
 //! The per-connection control stream (`/zmesh/hello/1.0`): HELLO / HELLO_ACK once, then
-//! PING / PONG for the life of the connection (seed 001, "Handshake Protocol", "Keep-Alive").
+//! PING / PONG for the life of the connection (seed 001, "Handshake Protocol", "Keep-Alive"),
+//! and the flow-control signals FLOW_CONTROL / WINDOW_UPDATE ("Backpressure Handling").
 
 use zmesh_types::{Capabilities, ProtocolVersion};
 
@@ -9,6 +10,8 @@ pub const TYPE_HELLO: u8 = 0x01;
 pub const TYPE_HELLO_ACK: u8 = 0x02;
 pub const TYPE_PING: u8 = 0x06;
 pub const TYPE_PONG: u8 = 0x07;
+pub const TYPE_FLOW_CONTROL: u8 = 0x10;
+pub const TYPE_WINDOW_UPDATE: u8 = 0x11;
 
 /// Most versions a HELLO may offer.
 pub const MAX_VERSIONS: usize = 16;
@@ -99,6 +102,46 @@ pub struct Pong {
     pub hold_us: u32,
 }
 
+/// Why a receiver sent FLOW_CONTROL.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum FlowReasonCode {
+    BufferFull,
+    RateLimit,
+    SystemLoad,
+    /// A reason this version does not know; treated as a plain pause.
+    Other(u8),
+}
+
+impl FlowReasonCode {
+    pub fn to_byte(self) -> u8 {
+        match self {
+            FlowReasonCode::BufferFull => 0x01,
+            FlowReasonCode::RateLimit => 0x02,
+            FlowReasonCode::SystemLoad => 0x03,
+            FlowReasonCode::Other(b) => b,
+        }
+    }
+
+    pub fn from_byte(b: u8) -> Self {
+        match b {
+            0x01 => FlowReasonCode::BufferFull,
+            0x02 => FlowReasonCode::RateLimit,
+            0x03 => FlowReasonCode::SystemLoad,
+            b => FlowReasonCode::Other(b),
+        }
+    }
+}
+
+/// FLOW_CONTROL (0x10), as in the seed: the sender's window from now on, how many messages the
+/// receiver has consumed in total (wrapping), why, and how long to wait before sending more.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct FlowControl {
+    pub new_window: u32,
+    pub consumed: u32,
+    pub reason: FlowReasonCode,
+    pub retry_after_ms: u32,
+}
+
 /// Every frame of the control stream.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum ControlFrame {
@@ -106,6 +149,12 @@ pub enum ControlFrame {
     HelloAck(HelloAck),
     Ping(Ping),
     Pong(Pong),
+    FlowControl(FlowControl),
+    /// WINDOW_UPDATE (0x11): the receiver's consumed total (wrapping), sent once half a window
+    /// has been consumed since the last one.
+    WindowUpdate {
+        consumed: u32,
+    },
 }
 
 fn encode_features(w: &mut Writer, features: &[Feature]) {
@@ -172,6 +221,17 @@ impl Message for ControlFrame {
                 w.u64(p.receive_time_ms);
                 w.u32(p.hold_us);
             }
+            ControlFrame::FlowControl(f) => {
+                w.u8(TYPE_FLOW_CONTROL);
+                w.u32(f.new_window);
+                w.u32(f.consumed);
+                w.u8(f.reason.to_byte());
+                w.u32(f.retry_after_ms);
+            }
+            ControlFrame::WindowUpdate { consumed } => {
+                w.u8(TYPE_WINDOW_UPDATE);
+                w.u32(*consumed);
+            }
         }
     }
 
@@ -217,6 +277,13 @@ impl Message for ControlFrame {
                 receive_time_ms: r.u64("receive_time")?,
                 hold_us: r.u32("hold_us")?,
             })),
+            TYPE_FLOW_CONTROL => Ok(ControlFrame::FlowControl(FlowControl {
+                new_window: r.u32("new_window")?,
+                consumed: r.u32("consumed")?,
+                reason: FlowReasonCode::from_byte(r.u8("reason")?),
+                retry_after_ms: r.u32("retry_after")?,
+            })),
+            TYPE_WINDOW_UPDATE => Ok(ControlFrame::WindowUpdate { consumed: r.u32("consumed")? }),
             t => Err(WireError::UnknownType(t)),
         }
     }
@@ -273,6 +340,17 @@ mod tests {
                     })
                 }
             ),
+            (any::<u32>(), any::<u32>(), any::<u8>(), any::<u32>()).prop_map(
+                |(new_window, consumed, reason, retry_after_ms)| {
+                    ControlFrame::FlowControl(FlowControl {
+                        new_window,
+                        consumed,
+                        reason: FlowReasonCode::from_byte(reason),
+                        retry_after_ms,
+                    })
+                }
+            ),
+            any::<u32>().prop_map(|consumed| ControlFrame::WindowUpdate { consumed }),
         ]
     }
 

@@ -809,6 +809,12 @@ impl Node {
             ControlEvent::Broken(reason) => {
                 tracing::info!(%peer, "control stream failed, closing the connection: {reason}");
             }
+            ControlEvent::FlowControl(flow) => {
+                tracing::debug!(%peer, ?flow, "peer asked to slow down");
+            }
+            ControlEvent::WindowUpdate(consumed) => {
+                tracing::trace!(%peer, consumed, "window update");
+            }
         }
     }
 
