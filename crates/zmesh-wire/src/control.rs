@@ -142,6 +142,27 @@ pub struct FlowControl {
     pub retry_after_ms: u32,
 }
 
+impl FlowControl {
+    /// Encoded length: window, consumed, reason, retry-after.
+    pub const LEN: usize = 4 + 4 + 1 + 4;
+
+    pub fn encode(&self, w: &mut Writer) {
+        w.u32(self.new_window);
+        w.u32(self.consumed);
+        w.u8(self.reason.to_byte());
+        w.u32(self.retry_after_ms);
+    }
+
+    pub fn decode(r: &mut Reader<'_>) -> Result<Self, WireError> {
+        Ok(FlowControl {
+            new_window: r.u32("new_window")?,
+            consumed: r.u32("consumed")?,
+            reason: FlowReasonCode::from_byte(r.u8("reason")?),
+            retry_after_ms: r.u32("retry_after")?,
+        })
+    }
+}
+
 /// Every frame of the control stream.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum ControlFrame {
@@ -223,10 +244,7 @@ impl Message for ControlFrame {
             }
             ControlFrame::FlowControl(f) => {
                 w.u8(TYPE_FLOW_CONTROL);
-                w.u32(f.new_window);
-                w.u32(f.consumed);
-                w.u8(f.reason.to_byte());
-                w.u32(f.retry_after_ms);
+                f.encode(w);
             }
             ControlFrame::WindowUpdate { consumed } => {
                 w.u8(TYPE_WINDOW_UPDATE);
@@ -277,12 +295,7 @@ impl Message for ControlFrame {
                 receive_time_ms: r.u64("receive_time")?,
                 hold_us: r.u32("hold_us")?,
             })),
-            TYPE_FLOW_CONTROL => Ok(ControlFrame::FlowControl(FlowControl {
-                new_window: r.u32("new_window")?,
-                consumed: r.u32("consumed")?,
-                reason: FlowReasonCode::from_byte(r.u8("reason")?),
-                retry_after_ms: r.u32("retry_after")?,
-            })),
+            TYPE_FLOW_CONTROL => Ok(ControlFrame::FlowControl(FlowControl::decode(&mut r)?)),
             TYPE_WINDOW_UPDATE => Ok(ControlFrame::WindowUpdate { consumed: r.u32("consumed")? }),
             t => Err(WireError::UnknownType(t)),
         }

@@ -21,6 +21,7 @@
 //! | 0x69 | `MailboxRead` | relay → mailbox replica (answer: `Batch`) |
 //! | 0x6A | `MailboxAck` | relay → mailbox replica (answer: `Result`) |
 //! | 0x6B | `MailboxIds` | replica → replica, reconciliation (answer: `Ids`) |
+//! | 0x6C | `Resume` | client → relay after a reconnect (answer: `LoggedIn`) |
 //! | 0x70 | `Result` | any answer without a payload |
 //! | 0x71 | `Sent` | relay → client |
 //! | 0x72 | `Record` | relay → client, holder → relay |
@@ -28,6 +29,7 @@
 //! | 0x74 | `Delivered` | client → relay |
 //! | 0x75 | `Ids` | replica → replica |
 //! | 0x76 | `LoggedIn` | relay → client |
+//! | 0x77 | `Throttled` | any answer: not taken now (rate limit, window, load); try again later |
 //!
 //! Codes 0x60–0x6F are requests and 0x70–0x7F answers; the unused ones are reserved.
 
@@ -43,6 +45,7 @@ pub use records::{AuthPurpose, RecordKind, SignedRecord, UserAuth};
 
 use envelope::{decode_flag, decode_opt_cursor, decode_sealed, encode_opt_cursor, encode_sealed};
 
+use crate::control::FlowControl;
 use crate::{Message, Reader, WireError, Writer};
 
 /// Longest sealed message (opaque). Above the crypto layer's own maximum, so any message it
@@ -84,6 +87,7 @@ pub const TYPE_MAILBOX_APPEND: u8 = 0x68;
 pub const TYPE_MAILBOX_READ: u8 = 0x69;
 pub const TYPE_MAILBOX_ACK: u8 = 0x6A;
 pub const TYPE_MAILBOX_IDS: u8 = 0x6B;
+pub const TYPE_RESUME: u8 = 0x6C;
 pub const TYPE_RESULT: u8 = 0x70;
 pub const TYPE_SENT: u8 = 0x71;
 pub const TYPE_RECORD: u8 = 0x72;
@@ -91,6 +95,7 @@ pub const TYPE_BATCH: u8 = 0x73;
 pub const TYPE_DELIVERED: u8 = 0x74;
 pub const TYPE_IDS: u8 = 0x75;
 pub const TYPE_LOGGED_IN: u8 = 0x76;
+pub const TYPE_THROTTLED: u8 = 0x77;
 
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum MsgMessage {
@@ -128,6 +133,10 @@ pub enum MsgMessage {
     /// Replica → replica: which cursors after `after` do you hold? Lets replicas find and copy
     /// each other's missing messages without sending the messages themselves.
     MailboxIds { mailbox: [u8; 32], after: Option<Cursor>, limit: u16 },
+    /// Client → relay, after a reconnect: restore the session the token names (the same user,
+    /// now on this connection) without a fresh signature. An unknown or expired token is
+    /// answered `LoggedIn` with `NotFound`: log in again and sync the mailbox.
+    Resume { session_token: [u8; 32] },
     /// The answer to PublishRecord, Ack, Forward, MailboxAppend, MailboxAck, and to any request
     /// that failed before it could be answered in kind.
     Result { outcome: MsgOutcome },
@@ -147,6 +156,10 @@ pub enum MsgMessage {
     /// The answer to Login. The token lets the client resume the session after a reconnect
     /// without signing a fresh login.
     LoggedIn { outcome: MsgOutcome, session_token: [u8; 32] },
+    /// The answer to any request this node did not take now: the connection is over its rate
+    /// limit, its window, or the node is loaded. The request had no effect; send it again after
+    /// `flow.retry_after_ms`, within `flow.new_window` unanswered requests.
+    Throttled { flow: FlowControl },
 }
 
 impl MsgMessage {
@@ -165,6 +178,7 @@ impl MsgMessage {
             MsgMessage::MailboxRead { .. } => TYPE_MAILBOX_READ,
             MsgMessage::MailboxAck { .. } => TYPE_MAILBOX_ACK,
             MsgMessage::MailboxIds { .. } => TYPE_MAILBOX_IDS,
+            MsgMessage::Resume { .. } => TYPE_RESUME,
             MsgMessage::Result { .. } => TYPE_RESULT,
             MsgMessage::Sent { .. } => TYPE_SENT,
             MsgMessage::Record { .. } => TYPE_RECORD,
@@ -172,6 +186,7 @@ impl MsgMessage {
             MsgMessage::Delivered { .. } => TYPE_DELIVERED,
             MsgMessage::Ids { .. } => TYPE_IDS,
             MsgMessage::LoggedIn { .. } => TYPE_LOGGED_IN,
+            MsgMessage::Throttled { .. } => TYPE_THROTTLED,
         }
     }
 }
@@ -277,6 +292,8 @@ impl Message for MsgMessage {
                 outcome.encode(w);
                 w.bytes(session_token);
             }
+            MsgMessage::Resume { session_token } => w.bytes(session_token),
+            MsgMessage::Throttled { flow } => flow.encode(w),
         }
     }
 
@@ -357,6 +374,8 @@ impl Message for MsgMessage {
                 outcome: MsgOutcome::decode(r)?,
                 session_token: r.array("session token")?,
             },
+            TYPE_RESUME => MsgMessage::Resume { session_token: r.array("session token")? },
+            TYPE_THROTTLED => MsgMessage::Throttled { flow: FlowControl::decode(r)? },
             t => return Err(WireError::UnknownType(t)),
         })
     }

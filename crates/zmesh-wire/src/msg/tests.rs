@@ -5,7 +5,7 @@ use super::records::strategy::{kind, record, user_auth};
 use super::*;
 use crate::{LEN_PREFIX, decode_frame, encode_frame};
 
-const ALL_TYPES: [u8; 19] = [
+const ALL_TYPES: [u8; 21] = [
     TYPE_LOGIN,
     TYPE_PUBLISH_RECORD,
     TYPE_FETCH_RECORD,
@@ -18,6 +18,7 @@ const ALL_TYPES: [u8; 19] = [
     TYPE_MAILBOX_READ,
     TYPE_MAILBOX_ACK,
     TYPE_MAILBOX_IDS,
+    TYPE_RESUME,
     TYPE_RESULT,
     TYPE_SENT,
     TYPE_RECORD,
@@ -25,6 +26,7 @@ const ALL_TYPES: [u8; 19] = [
     TYPE_DELIVERED,
     TYPE_IDS,
     TYPE_LOGGED_IN,
+    TYPE_THROTTLED,
 ];
 
 fn message() -> impl Strategy<Value = MsgMessage> {
@@ -65,6 +67,17 @@ fn message() -> impl Strategy<Value = MsgMessage> {
         (outcome(), any::<[u8; 32]>()).prop_map(|(outcome, session_token)| {
             MsgMessage::LoggedIn { outcome, session_token }
         }),
+        any::<[u8; 32]>().prop_map(|session_token| MsgMessage::Resume { session_token }),
+        (any::<u32>(), any::<u32>(), any::<u8>(), any::<u32>()).prop_map(
+            |(new_window, consumed, reason, retry_after_ms)| MsgMessage::Throttled {
+                flow: crate::control::FlowControl {
+                    new_window,
+                    consumed,
+                    reason: crate::control::FlowReasonCode::from_byte(reason),
+                    retry_after_ms,
+                },
+            }
+        ),
     ]
 }
 
@@ -123,6 +136,7 @@ fn one_of_each() -> Vec<MsgMessage> {
         MsgMessage::MailboxRead { auth: sample_auth(), after: None, max_messages: 256 },
         MsgMessage::MailboxAck { auth: sample_auth(), upto: cursor },
         MsgMessage::MailboxIds { mailbox: [18; 32], after: Some(cursor), limit: 1024 },
+        MsgMessage::Resume { session_token: [21; 32] },
         MsgMessage::Result { outcome: failed.clone() },
         MsgMessage::Sent {
             id: [19; 16],
@@ -137,6 +151,14 @@ fn one_of_each() -> Vec<MsgMessage> {
         MsgMessage::Delivered { upto: Some(cursor), count: 1 },
         MsgMessage::Ids { cursors: vec![cursor; MAX_IDS] },
         MsgMessage::LoggedIn { outcome: failed, session_token: [20; 32] },
+        MsgMessage::Throttled {
+            flow: crate::control::FlowControl {
+                new_window: 100,
+                consumed: 7,
+                reason: crate::control::FlowReasonCode::RateLimit,
+                retry_after_ms: 600,
+            },
+        },
     ]
 }
 
@@ -205,8 +227,8 @@ fn codes_split_into_requests_and_answers() {
     for t in ALL_TYPES {
         assert!((0x60..=0x7F).contains(&t), "0x{t:02x}");
     }
-    assert!(ALL_TYPES[..12].iter().all(|t| (0x60..=0x6F).contains(t)));
-    assert!(ALL_TYPES[12..].iter().all(|t| (0x70..=0x7F).contains(t)));
+    assert!(ALL_TYPES[..13].iter().all(|t| (0x60..=0x6F).contains(t)));
+    assert!(ALL_TYPES[13..].iter().all(|t| (0x70..=0x7F).contains(t)));
 }
 
 #[test]
