@@ -3,6 +3,7 @@ use proptest::prelude::*;
 use super::envelope::strategy::{cursor, envelope, outcome};
 use super::records::strategy::{kind, record, user_auth};
 use super::*;
+use crate::control::FlowReasonCode;
 use crate::{LEN_PREFIX, decode_frame, encode_frame};
 
 const ALL_TYPES: [u8; 21] = [
@@ -70,10 +71,10 @@ fn message() -> impl Strategy<Value = MsgMessage> {
         any::<[u8; 32]>().prop_map(|session_token| MsgMessage::Resume { session_token }),
         (any::<u32>(), any::<u32>(), any::<u8>(), any::<u32>()).prop_map(
             |(new_window, consumed, reason, retry_after_ms)| MsgMessage::Throttled {
-                flow: crate::control::FlowControl {
+                flow: FlowControl {
                     new_window,
                     consumed,
-                    reason: crate::control::FlowReasonCode::from_byte(reason),
+                    reason: FlowReasonCode::from_byte(reason),
                     retry_after_ms,
                 },
             }
@@ -152,10 +153,10 @@ fn one_of_each() -> Vec<MsgMessage> {
         MsgMessage::Ids { cursors: vec![cursor; MAX_IDS] },
         MsgMessage::LoggedIn { outcome: failed, session_token: [20; 32] },
         MsgMessage::Throttled {
-            flow: crate::control::FlowControl {
+            flow: FlowControl {
                 new_window: 100,
                 consumed: 7,
-                reason: crate::control::FlowReasonCode::RateLimit,
+                reason: FlowReasonCode::RateLimit,
                 retry_after_ms: 600,
             },
         },
