@@ -30,6 +30,8 @@ pub enum LimitExceeded {
     PerIp { ip: IpAddr, limit: u32 },
     #[error("{limit} connections are still being set up (limits.max_pending)")]
     Pending { limit: u32 },
+    #[error("peer is banned for {remaining_secs} s more (it kept ignoring rate limits)")]
+    Banned { remaining_secs: u64 },
 }
 
 impl LimitExceeded {
@@ -40,6 +42,7 @@ impl LimitExceeded {
             LimitExceeded::Total { .. } => "total",
             LimitExceeded::PerIp { .. } => "per_ip",
             LimitExceeded::Pending { .. } => "pending",
+            LimitExceeded::Banned { .. } => "banned",
         }
     }
 }

@@ -13,6 +13,9 @@ use zmesh_types::constants::SUPPORTED_VERSIONS;
 
 use crate::NodeError;
 
+mod rate_limits;
+pub use rate_limits::{RateLimitsSection, RateSetting};
+
 /// The file `zmesh node init` writes: every key, its default, and what it does.
 pub const DEFAULT_CONFIG: &str = r#"# zmesh Full Node configuration.
 # Every key is optional: the values below are the defaults. Durations take a unit:
@@ -129,6 +132,35 @@ gc_interval = "1m"
 # tests and demos only. Signatures are always checked against the real clock.
 clock_offset = "0s"
 
+[rate_limits]
+# Per-connection limits on messaging requests: token buckets of LIMIT/DURATION on average and
+# at most BURST at once. A request over a limit, or beyond the connection's window of
+# unanswered requests, is answered THROTTLED with a retry-after and has no effect; a peer that
+# sends max_strikes more before its retry-after (within a minute) is disconnected and banned.
+enabled = true
+# A user's connection to this relay (seed 001's table). Messages: send, sync, ack. Key requests:
+# prekey bundles published or fetched. Presence: logins and presence records.
+client_messages = "100/1m"
+client_messages_burst = 20
+client_key_requests = "20/1m"
+client_key_requests_burst = 5
+client_presence = "10/1m"
+client_presence_burst = 3
+# A connection from another node: it carries many users' forwards, mailbox writes and record
+# lookups, so its limits are far larger (a ceiling against a broken or hostile node).
+node_messages = "6000000/1m"
+node_messages_burst = 100000
+node_key_requests = "600000/1m"
+node_key_requests_burst = 10000
+node_presence = "600000/1m"
+node_presence_burst = 10000
+# Requests sent before their retry-after, within a minute, that get a peer disconnected, and
+# how long it is then refused.
+max_strikes = 10
+ban = "5m"
+# Unanswered requests one connection may have (seed 001: 1000; 100 to 10000).
+window = 1000
+
 [log]
 # Log filter (tracing EnvFilter syntax); RUST_LOG overrides it. libp2p's Kademlia warns about
 # routine start-up conditions (e.g. an empty routing table), so it is quieter by default.
@@ -201,6 +233,7 @@ pub struct NodeConfig {
     pub storage: StorageSection,
     pub repair: RepairSection,
     pub messaging: MessagingSection,
+    pub rate_limits: RateLimitsSection,
     pub log: LogSection,
 }
 
@@ -462,6 +495,7 @@ impl NodeConfig {
         if r.audit_interval.0.is_zero() {
             return bad("repair.audit_interval must be above zero");
         }
+        self.rate_limits.validate().map_err(NodeError::Config)?;
         let m = &self.messaging;
         if m.mailbox_max_messages == 0 || m.mailbox_max_bytes == 0 || m.max_total_bytes == 0 {
             return bad("messaging mailbox limits must be at least 1");

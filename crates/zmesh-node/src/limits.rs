@@ -13,7 +13,13 @@ use libp2p::swarm::{
     ConnectionDenied, ConnectionId, FromSwarm, NetworkBehaviour, THandler, THandlerInEvent,
     THandlerOutEvent, ToSwarm, dummy,
 };
+use std::time::{Duration, Instant};
+
 use zmesh_core::limits::{ConnectionLimiter, LimitExceeded, LimitsConfig};
+use zmesh_core::ratelimit::BanList;
+
+/// Peers banned at once at most; beyond it the ban ending soonest is dropped.
+const MAX_BANS: usize = 10_000;
 
 /// A connection refused by a limit.
 #[derive(Debug, Clone)]
@@ -29,6 +35,7 @@ pub struct Behaviour {
     pending: HashSet<ConnectionId>,
     established: HashMap<ConnectionId, (PeerId, Option<IpAddr>)>,
     hits: VecDeque<LimitHit>,
+    bans: BanList<PeerId>,
 }
 
 fn ip_of(addr: &Multiaddr) -> Option<IpAddr> {
@@ -46,7 +53,13 @@ impl Behaviour {
             pending: HashSet::new(),
             established: HashMap::new(),
             hits: VecDeque::new(),
+            bans: BanList::new(MAX_BANS),
         }
+    }
+
+    /// Refuses every connection with `peer` for `duration` (the caller closes the open ones).
+    pub fn ban(&mut self, peer: PeerId, duration: Duration) {
+        self.bans.ban(peer, Instant::now(), duration);
     }
 
     pub fn established(&self) -> u32 {
@@ -98,6 +111,10 @@ impl Behaviour {
         inbound_ip: Option<IpAddr>,
     ) -> Result<THandler<Self>, ConnectionDenied> {
         self.end_pending(id);
+        if let Some(left) = self.bans.banned(&peer, Instant::now()) {
+            let limit = LimitExceeded::Banned { remaining_secs: left.as_secs().max(1) };
+            return Err(self.deny(Some(peer), Some(remote), limit));
+        }
         if let Err(limit) = self.limiter.check_established(&peer, inbound_ip) {
             return Err(self.deny(Some(peer), Some(remote), limit));
         }

@@ -41,6 +41,8 @@ pub struct Metrics {
     pub repair_spot_check_failures: Counter,
     pub audit_shards_checked: Counter,
     pub audit_damaged: Counter,
+    pub throttled: Family<Labels, Counter>,
+    pub peers_banned: Counter,
 }
 
 impl Metrics {
@@ -76,6 +78,8 @@ impl Metrics {
             repair_spot_check_failures: Counter::default(),
             audit_shards_checked: Counter::default(),
             audit_damaged: Counter::default(),
+            throttled: Family::default(),
+            peers_banned: Counter::default(),
         };
         r.register(
             "peers_active",
@@ -174,6 +178,16 @@ impl Metrics {
             m.audit_shards_checked.clone(),
         );
         r.register("audit_damaged", "Damaged shards dropped by audits", m.audit_damaged.clone());
+        r.register(
+            "throttled",
+            "Messaging requests answered THROTTLED, by reason (rate_limit, buffer_full)",
+            m.throttled.clone(),
+        );
+        r.register(
+            "peers_banned",
+            "Peers disconnected and banned for ignoring rate limits",
+            m.peers_banned.clone(),
+        );
         (m, r)
     }
 }

@@ -139,6 +139,7 @@ impl MessageRelay {
     pub async fn handle_client(self: &Arc<Self>, peer: PeerId, request: MsgMessage) -> MsgMessage {
         match request {
             MsgMessage::Login { auth } => self.login(peer, &auth),
+            MsgMessage::Resume { session_token } => self.resume(peer, session_token),
             MsgMessage::PublishRecord { record } => self.publish(record).await,
             MsgMessage::FetchRecord { kind, owner_address } => {
                 let record = self.fetch_record(kind, &owner_address).await;
@@ -169,7 +170,7 @@ impl MessageRelay {
 
     /// The connection to `peer` closed: its sessions end.
     pub fn peer_gone(&self, peer: &PeerId) {
-        let ended = crate::lock(&self.sessions).end_peer(peer);
+        let ended = crate::lock(&self.sessions).end_peer(peer, Instant::now());
         if ended > 0 {
             tracing::debug!(%peer, ended, "client disconnected; sessions ended");
         }
@@ -206,6 +207,29 @@ impl MessageRelay {
         MsgMessage::LoggedIn { outcome: MsgOutcome::ok(), session_token: token }
     }
 
+    /// Moves the session `token` names to `peer`'s connection, keeping the token.
+    fn resume(self: &Arc<Self>, peer: PeerId, token: [u8; 32]) -> MsgMessage {
+        let mut sessions = crate::lock(&self.sessions);
+        let Some(address) = sessions.resume(&token, Instant::now()) else {
+            let detail = "no session with this token (expired, or the relay restarted): log in";
+            return MsgMessage::LoggedIn {
+                outcome: MsgOutcome::new(MsgStatus::NotFound, detail),
+                session_token: [0; 32],
+            };
+        };
+        if let Err(e) = sessions.admit(&address, &peer) {
+            return MsgMessage::LoggedIn {
+                outcome: MsgOutcome::new(MsgStatus::Quota, e.to_string()),
+                session_token: [0; 32],
+            };
+        }
+        let timeout = self.config.deliver_timeout.0;
+        sessions.insert(address, Session::start(self.net.clone(), peer, token, timeout));
+        self.stats.logins.inc();
+        tracing::debug!(%peer, user = %short(&address), "session resumed");
+        MsgMessage::LoggedIn { outcome: MsgOutcome::ok(), session_token: token }
+    }
+
     /// Pushes `envelope` to `recipient`'s session here, if it has one that takes it.
     async fn deliver_here(&self, recipient: &[u8; 32], envelope: Envelope) -> bool {
         let Some(session) = crate::lock(&self.sessions).get(recipient) else { return false };
@@ -213,7 +237,7 @@ impl MessageRelay {
             Delivery::Delivered => true,
             Delivery::Declined => false,
             Delivery::Unreachable => {
-                crate::lock(&self.sessions).end(recipient, &session.token);
+                crate::lock(&self.sessions).end(recipient, &session.token, Instant::now());
                 tracing::debug!(user = %short(recipient), "session ended: the client stopped answering");
                 false
             }

@@ -7,7 +7,7 @@
 //! relay falls back to the recipient's mailbox, so nothing is lost to a client that vanished.
 
 use std::collections::HashMap;
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use libp2p::PeerId;
 use tokio::sync::{mpsc, oneshot};
@@ -67,6 +67,9 @@ impl Session {
 pub const MAX_SESSIONS_PER_PEER: usize = 16;
 /// Sessions a relay holds in all.
 pub const MAX_SESSIONS: usize = 100_000;
+/// How long an ended session can be resumed with its token (a client reconnecting after its
+/// connection broke) before the user must log in again.
+pub const RESUME_WINDOW: Duration = Duration::from_secs(10 * 60);
 
 /// Why a login gets no session.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, thiserror::Error)]
@@ -77,10 +80,12 @@ pub enum SessionRefused {
     RelayFull,
 }
 
-/// Sessions by user address: one per user (a new login replaces the old one).
+/// Sessions by user address: one per user (a new login replaces the old one), and the tokens of
+/// recently ended ones, which a reconnecting client may resume.
 #[derive(Debug, Default)]
 pub struct Sessions {
     by_address: HashMap<[u8; 32], Session>,
+    ended: HashMap<[u8; 32], ([u8; 32], Instant)>,
 }
 
 impl Sessions {
@@ -109,19 +114,48 @@ impl Sessions {
     }
 
     /// Ends `address`'s session if it is still the one with `token` (a newer login stays).
-    pub fn end(&mut self, address: &[u8; 32], token: &[u8; 32]) -> bool {
+    pub fn end(&mut self, address: &[u8; 32], token: &[u8; 32], now: Instant) -> bool {
         if self.by_address.get(address).is_some_and(|s| &s.token == token) {
             self.by_address.remove(address);
+            self.remember(*token, *address, now);
             return true;
         }
         false
     }
 
     /// Ends every session of `peer` (its connection closed); returns how many.
-    pub fn end_peer(&mut self, peer: &PeerId) -> usize {
-        let before = self.by_address.len();
-        self.by_address.retain(|_, s| &s.peer != peer);
-        before - self.by_address.len()
+    pub fn end_peer(&mut self, peer: &PeerId, now: Instant) -> usize {
+        let ended: Vec<([u8; 32], [u8; 32])> = self
+            .by_address
+            .iter()
+            .filter(|(_, s)| &s.peer == peer)
+            .map(|(address, s)| (*address, s.token))
+            .collect();
+        for (address, token) in &ended {
+            self.by_address.remove(address);
+            self.remember(*token, *address, now);
+        }
+        ended.len()
+    }
+
+    fn remember(&mut self, token: [u8; 32], address: [u8; 32], now: Instant) {
+        if self.ended.len() >= MAX_SESSIONS {
+            self.ended.retain(|_, (_, at)| now.saturating_duration_since(*at) < RESUME_WINDOW);
+        }
+        if self.ended.len() < MAX_SESSIONS {
+            self.ended.insert(token, (address, now));
+        }
+    }
+
+    /// The user whose session `token` names: a live session (the client reconnected before
+    /// its old connection was noticed closed) or one ended within [`RESUME_WINDOW`]. The
+    /// token is then no longer resumable; the caller opens the session again with it.
+    pub fn resume(&mut self, token: &[u8; 32], now: Instant) -> Option<[u8; 32]> {
+        if let Some((address, _)) = self.by_address.iter().find(|(_, s)| &s.token == token) {
+            return Some(*address);
+        }
+        let (address, at) = self.ended.remove(token)?;
+        (now.saturating_duration_since(at) < RESUME_WINDOW).then_some(address)
     }
 
     pub fn len(&self) -> usize {
@@ -255,10 +289,29 @@ mod tests {
         sessions.insert([1; 32], Session::start(net.clone(), alice, [1; 32], t));
         sessions.insert([2; 32], Session::start(net.clone(), alice, [2; 32], t));
         sessions.insert([3; 32], Session::start(net, bob, [3; 32], t));
-        assert!(!sessions.end(&[3; 32], &[9; 32]), "another login's token ends nothing");
+        let now = Instant::now();
+        assert!(!sessions.end(&[3; 32], &[9; 32], now), "another login's token ends nothing");
         assert_eq!(sessions.admit(&[1; 32], &alice), Ok(()), "a user may log in again");
-        assert_eq!(sessions.end_peer(&alice), 2);
-        assert!(sessions.end(&[3; 32], &[3; 32]));
+        assert_eq!(sessions.end_peer(&alice, now), 2);
+        assert!(sessions.end(&[3; 32], &[3; 32], now));
         assert!(sessions.is_empty());
+    }
+
+    #[tokio::test]
+    async fn an_ended_session_resumes_by_token_within_the_window_once() {
+        let (commands, _rx) = mpsc::channel(1);
+        let net = MsgNet { commands, local: PeerId::random() };
+        let peer = PeerId::random();
+        let t0 = Instant::now();
+        let mut sessions = Sessions::default();
+        let t = Duration::from_secs(1);
+        sessions.insert([1; 32], Session::start(net.clone(), peer, [10; 32], t));
+        sessions.insert([2; 32], Session::start(net, peer, [20; 32], t));
+        assert_eq!(sessions.resume(&[10; 32], t0), Some([1; 32]), "a live session's token");
+        assert_eq!(sessions.resume(&[99; 32], t0), None, "an unknown token");
+        sessions.end_peer(&peer, t0);
+        assert_eq!(sessions.resume(&[10; 32], t0 + RESUME_WINDOW / 2), Some([1; 32]));
+        assert_eq!(sessions.resume(&[10; 32], t0 + RESUME_WINDOW / 2), None, "used once");
+        assert_eq!(sessions.resume(&[20; 32], t0 + RESUME_WINDOW), None, "expired");
     }
 }

@@ -68,7 +68,7 @@ type MsgBehaviour = request_response::Behaviour<FrameCodec<MsgMessage>>;
 /// An answer to a storage request, computed off the event loop.
 type StoreAnswer = (ResponseChannel<StoreMessage>, StoreMessage);
 /// An answer to a messaging request, computed off the event loop.
-type MsgAnswer = (ResponseChannel<MsgMessage>, MsgMessage);
+type MsgAnswer = (libp2p::swarm::ConnectionId, ResponseChannel<MsgMessage>, MsgMessage);
 
 #[derive(NetworkBehaviour)]
 pub(crate) struct Behaviour {
@@ -178,6 +178,7 @@ pub(crate) struct Node {
     messaging: Option<Arc<MessageRelay>>,
     msg_requests: HashMap<OutboundRequestId, oneshot::Sender<Result<MsgMessage, String>>>,
     msg_answers: mpsc::Sender<MsgAnswer>,
+    msg_flows: HashMap<libp2p::swarm::ConnectionId, msg::ConnectionFlow>,
     last_gc: Instant,
     last_msg_gc: Instant,
     lookups: HashMap<u64, lookup::ActiveLookup>,
@@ -376,6 +377,7 @@ pub async fn run(
         messaging,
         msg_requests: HashMap::new(),
         msg_answers,
+        msg_flows: HashMap::new(),
         last_gc: now,
         last_msg_gc: now,
         lookups: HashMap::new(),
@@ -405,7 +407,9 @@ pub async fn run(
             event = node.swarm.select_next_some() => node.on_swarm_event(event),
             Some(command) = commands.recv() => node.on_command(command),
             Some((channel, answer)) = store_answers_rx.recv() => node.answer_store(channel, answer),
-            Some((channel, answer)) = msg_answers_rx.recv() => node.answer_msg(channel, answer),
+            Some((connection, channel, answer)) = msg_answers_rx.recv() => {
+                node.answer_msg(connection, channel, answer)
+            }
             _ = tick.tick() => node.on_tick(),
             _ = &mut shutdown => break,
         }
@@ -669,6 +673,7 @@ impl Node {
             SwarmEvent::ConnectionClosed {
                 peer_id, connection_id, cause, num_established, ..
             } => {
+                self.forget_msg_connection(connection_id);
                 if num_established == 0
                     && let Some(relay) = &self.messaging
                 {

@@ -3,15 +3,53 @@
 //! a record or mailbox holder go to this node's stores; client requests go to the relay, on
 //! their own tasks, since they wait for other nodes. Answers come back through a channel, as
 //! the event loop owns the response channels.
+//!
+//! Every connection has a window of unanswered requests and token buckets per kind of request
+//! (`[rate_limits]`; users' connections and other nodes' have their own limits). A request
+//! beyond either is answered THROTTLED with a retry-after and never runs; a peer that keeps
+//! sending before its retry-after is disconnected and banned. Half a window of answers sends a
+//! WINDOW_UPDATE on the connection's control stream.
+
+use std::time::{Duration, Instant};
 
 use libp2p::request_response::{self, Message, ResponseChannel};
+use libp2p::swarm::ConnectionId;
 use libp2p::{Multiaddr, PeerId};
 use tokio::sync::oneshot;
+use zmesh_core::flow::{FlowReason, FlowSignal, InboundWindow};
+use zmesh_core::ratelimit::{ConnectionLimiter, TrafficClass, Verdict};
 use zmesh_types::Capabilities;
-use zmesh_wire::msg::{MsgMessage, MsgStatus};
+use zmesh_wire::msg::{MsgMessage, MsgStatus, RecordKind};
 
 use super::Node;
 use crate::messaging::answer;
+use crate::metrics::label;
+
+/// How long a sender over its window is asked to wait: about one round of answers.
+const WINDOW_RETRY: Duration = Duration::from_millis(100);
+
+/// One connection's messaging limits.
+#[derive(Debug)]
+pub(super) struct ConnectionFlow {
+    peer: PeerId,
+    limiter: ConnectionLimiter,
+    window: InboundWindow,
+}
+
+/// What kind of traffic a request is, for its rate limit.
+fn traffic_class(request: &MsgMessage) -> TrafficClass {
+    match request {
+        MsgMessage::PublishRecord { record } if record.kind == RecordKind::Bundle => {
+            TrafficClass::KeyRequest
+        }
+        MsgMessage::FetchRecord { kind: RecordKind::Bundle, .. } => TrafficClass::KeyRequest,
+        MsgMessage::PublishRecord { .. }
+        | MsgMessage::FetchRecord { .. }
+        | MsgMessage::Login { .. }
+        | MsgMessage::Resume { .. } => TrafficClass::Presence,
+        _ => TrafficClass::Message,
+    }
+}
 
 impl Node {
     /// A peer that completed the handshake as a mesh node, not a client.
@@ -40,16 +78,92 @@ impl Node {
         self.msg_requests.insert(id, reply);
     }
 
-    pub(super) fn answer_msg(&mut self, channel: ResponseChannel<MsgMessage>, answer: MsgMessage) {
+    pub(super) fn answer_msg(
+        &mut self,
+        connection: ConnectionId,
+        channel: ResponseChannel<MsgMessage>,
+        answer: MsgMessage,
+    ) {
+        if let Some(msg) = self.swarm.behaviour_mut().msg.as_mut() {
+            let _ = msg.send_response(channel, answer);
+        }
+        let Some(flow) = self.msg_flows.get_mut(&connection) else { return };
+        if let Some(consumed) = flow.window.on_consumed(1) {
+            let peer = flow.peer;
+            self.swarm.behaviour_mut().control.send_window_update(peer, connection, consumed);
+        }
+    }
+
+    /// Answers a request that was never admitted (it does not count against the window).
+    fn refuse_msg(&mut self, channel: ResponseChannel<MsgMessage>, answer: MsgMessage) {
         if let Some(msg) = self.swarm.behaviour_mut().msg.as_mut() {
             let _ = msg.send_response(channel, answer);
         }
     }
 
+    /// Checks one request against its connection's rate limits and window. `Err` carries the
+    /// signal for the THROTTLED answer; a peer that keeps ignoring retry-afters is disconnected and banned.
+    fn admit_msg(
+        &mut self,
+        peer: PeerId,
+        connection: ConnectionId,
+        from_node: bool,
+        request: &MsgMessage,
+    ) -> Result<(), FlowSignal> {
+        let limits = &self.config.rate_limits;
+        if !limits.enabled {
+            return Ok(());
+        }
+        let now = Instant::now();
+        let flow = self.msg_flows.entry(connection).or_insert_with(|| {
+            let config = if from_node { limits.node() } else { limits.client() };
+            let mut window = InboundWindow::new();
+            window.set_window(limits.window, FlowReason::SystemLoad, Duration::ZERO);
+            ConnectionFlow { peer, limiter: ConnectionLimiter::new(config, now), window }
+        });
+        let class = traffic_class(request);
+        let signal = match flow.limiter.check(class, now) {
+            Verdict::Allow => match flow.window.on_message(WINDOW_RETRY) {
+                Ok(()) => return Ok(()),
+                Err(signal) => {
+                    self.metrics.throttled.get_or_create(&label("reason", "buffer_full")).inc();
+                    tracing::debug!(%peer, window = signal.window, "window overrun");
+                    signal
+                }
+            },
+            Verdict::Limited { retry_after } => {
+                self.metrics.throttled.get_or_create(&label("reason", "rate_limit")).inc();
+                tracing::debug!(%peer, class = class.name(), ?retry_after, "rate limited");
+                flow.window.signal(FlowReason::RateLimit, retry_after)
+            }
+            Verdict::Disconnect { ban } => {
+                self.metrics.peers_banned.inc();
+                tracing::warn!(
+                    %peer,
+                    class = class.name(),
+                    "peer kept ignoring its rate limit; disconnecting and banning it for {ban:?}"
+                );
+                let signal = flow.window.signal(FlowReason::RateLimit, ban);
+                self.swarm.behaviour_mut().limits.ban(peer, ban);
+                let _ = self.swarm.disconnect_peer_id(peer);
+                return Err(signal);
+            }
+        };
+        self.swarm.behaviour_mut().control.send_flow(peer, connection, signal.to_wire());
+        Err(signal)
+    }
+
+    /// A connection closed: its limits go with it.
+    pub(super) fn forget_msg_connection(&mut self, connection: ConnectionId) {
+        self.msg_flows.remove(&connection);
+    }
+
     pub(super) fn on_msg_event(&mut self, event: request_response::Event<MsgMessage, MsgMessage>) {
         match event {
-            request_response::Event::Message { peer, message, .. } => match message {
-                Message::Request { request, channel, .. } => self.serve_msg(peer, request, channel),
+            request_response::Event::Message { peer, connection_id, message } => match message {
+                Message::Request { request, channel, .. } => {
+                    self.serve_msg(peer, connection_id, request, channel)
+                }
                 Message::Response { request_id, response } => {
                     if let Some(reply) = self.msg_requests.remove(&request_id) {
                         let _ = reply.send(Ok(response));
@@ -72,11 +186,16 @@ impl Node {
     fn serve_msg(
         &mut self,
         peer: PeerId,
+        connection: ConnectionId,
         request: MsgMessage,
         channel: ResponseChannel<MsgMessage>,
     ) {
         let Some(relay) = self.messaging.clone() else { return };
         let from_node = self.is_mesh_node(&peer);
+        if let Err(signal) = self.admit_msg(peer, connection, from_node, &request) {
+            self.refuse_msg(channel, MsgMessage::Throttled { flow: signal.to_wire() });
+            return;
+        }
         let answers = self.msg_answers.clone();
         let as_holder = match &request {
             // Reads and acks carry the owner's signature: whoever passes them on.
@@ -96,7 +215,7 @@ impl Node {
                 MsgStatus::Unauthorized,
                 "only mesh nodes write to mailboxes; send with Send",
             );
-            self.answer_msg(channel, refusal);
+            self.answer_msg(connection, channel, refusal);
             return;
         }
         tokio::spawn(async move {
@@ -105,7 +224,7 @@ impl Node {
             } else {
                 relay.handle_client(peer, request).await
             };
-            let _ = answers.send((channel, answer)).await;
+            let _ = answers.send((connection, channel, answer)).await;
         });
     }
 

@@ -53,6 +53,13 @@ const NODES: usize = 3;
 const ONE_RELAY_GOAL: f64 = 50_000.0;
 const FEDERATED_GOAL: f64 = 25_000.0;
 const P50_GOAL_MS: f64 = 1.0;
+/// The relays' per-connection limits for this benchmark: a user's default allowance (100
+/// messages a minute) would measure the limit, not the relay.
+const BENCH_RATE_LIMITS: [&str; 3] = [
+    "rate_limits.client_messages=100000000/1m",
+    "rate_limits.client_messages_burst=1000000",
+    "rate_limits.window=10000",
+];
 /// Requests one client connection may have in flight: the client's request-response streams
 /// are libp2p's default, and a request beyond them fails at once instead of waiting.
 const CLIENT_STREAMS: usize = 100;
@@ -361,7 +368,8 @@ pub async fn messaging(args: MessagingArgs) -> anyhow::Result<()> {
     // The devnet allows each IP only what the mesh itself needs; the sender and receiver
     // connections come from loopback too.
     let per_ip = NODES + 5 + args.connections.unwrap_or(1) + 2;
-    let overrides = vec![format!("limits.max_per_ip={per_ip}")];
+    let mut overrides = vec![format!("limits.max_per_ip={per_ip}")];
+    overrides.extend(BENCH_RATE_LIMITS.iter().map(|o| o.to_string()));
     with_devnet(NODES, dir, overrides, move |devnet| async move {
         let result = measure(&devnet, &args).await;
         (devnet, result)
@@ -577,8 +585,9 @@ async fn measure(devnet: &Devnet, args: &MessagingArgs) -> anyhow::Result<()> {
          (measured separately: cargo bench -p zmesh-crypto --bench messaging)"
     );
     println!(
-        "per-connection rate limits do not exist yet: nothing caps the offered load; a client \
-         connection carries at most {CLIENT_STREAMS} requests at once"
+        "per-connection rate limits are raised for this load ({}); a client connection \
+         carries at most {CLIENT_STREAMS} requests at once",
+        BENCH_RATE_LIMITS.join(" ")
     );
     println!();
     println!(
