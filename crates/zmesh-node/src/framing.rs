@@ -8,6 +8,9 @@ use futures::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
 use libp2p::StreamProtocol;
 use zmesh_wire::{LEN_PREFIX, Message, WireError, encode_frame, frame_body_len};
 
+/// The most a frame read allocates before its bytes arrive.
+const PREALLOC_MAX: usize = 64 * 1024;
+
 #[derive(Debug, thiserror::Error)]
 pub enum FrameError {
     #[error("stream closed")]
@@ -27,8 +30,16 @@ pub async fn read_frame<M: Message, R: AsyncRead + Unpin>(r: &mut R) -> Result<M
         other => other?,
     }
     let len = frame_body_len::<M>(prefix)?;
-    let mut body = vec![0u8; len];
-    r.read_exact(&mut body).await?;
+    // Grow with the bytes that actually arrive: a length prefix alone (a peer announcing a
+    // large frame and sending nothing) must not make us allocate the whole frame.
+    let mut body = Vec::with_capacity(len.min(PREALLOC_MAX));
+    r.take(len as u64).read_to_end(&mut body).await?;
+    if body.len() < len {
+        return Err(FrameError::Io(io::Error::new(
+            io::ErrorKind::UnexpectedEof,
+            format!("frame cut short: {} of {len} bytes", body.len()),
+        )));
+    }
     Ok(M::decode_body(&body)?)
 }
 
@@ -97,5 +108,35 @@ impl<M: Message + Send + Sync + 'static> libp2p::request_response::Codec for Fra
         res: M,
     ) -> io::Result<()> {
         write_frame(io, &res).await
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use zmesh_wire::msg::MsgMessage;
+
+    fn read(bytes: &[u8]) -> Result<MsgMessage, FrameError> {
+        futures::executor::block_on(read_frame::<MsgMessage, _>(&mut &bytes[..]))
+    }
+
+    #[test]
+    fn a_frame_cut_short_is_an_error_not_a_hang() {
+        let mut bytes = (1u32 << 20).to_be_bytes().to_vec();
+        bytes.extend_from_slice(&[0x63; 10]);
+        match read(&bytes) {
+            Err(FrameError::Io(e)) => assert!(e.to_string().contains("10 of 1048576"), "{e}"),
+            other => panic!("expected a cut-short error, got {other:?}"),
+        }
+    }
+
+    #[test]
+    fn oversized_garbage_and_empty_frames_are_refused() {
+        let too_big = (u32::MAX).to_be_bytes();
+        assert!(matches!(read(&too_big), Err(FrameError::Wire(_))));
+        assert!(matches!(read(&[0, 0, 0, 3, 0xEE, 1, 2]), Err(FrameError::Wire(_))));
+        assert!(matches!(read(&[0, 0]), Err(FrameError::Closed)));
+        let ping = encode_frame(&MsgMessage::Resume { session_token: [7; 32] });
+        assert_eq!(read(&ping).unwrap(), MsgMessage::Resume { session_token: [7; 32] });
     }
 }

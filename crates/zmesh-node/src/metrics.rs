@@ -43,6 +43,7 @@ pub struct Metrics {
     pub audit_damaged: Counter,
     pub throttled: Family<Labels, Counter>,
     pub peers_banned: Counter,
+    pub malformed: Family<Labels, Counter>,
 }
 
 impl Metrics {
@@ -80,6 +81,7 @@ impl Metrics {
             audit_damaged: Counter::default(),
             throttled: Family::default(),
             peers_banned: Counter::default(),
+            malformed: Family::default(),
         };
         r.register(
             "peers_active",
@@ -182,6 +184,11 @@ impl Metrics {
             "throttled",
             "Messaging requests answered THROTTLED, by reason (rate_limit, buffer_full)",
             m.throttled.clone(),
+        );
+        r.register(
+            "malformed_requests",
+            "Malformed requests by protocol; each closed its connection",
+            m.malformed.clone(),
         );
         r.register(
             "peers_banned",

@@ -823,6 +823,28 @@ impl Node {
         }
     }
 
+    /// An inbound request that failed. A malformed frame (the codec refused it) closes that
+    /// connection, with the reason logged and counted: the peer is broken or hostile, and other
+    /// connections carry on. Timeouts and closed streams are routine.
+    fn on_inbound_failure(
+        &mut self,
+        protocol: &'static str,
+        peer: PeerId,
+        connection: libp2p::swarm::ConnectionId,
+        error: &request_response::InboundFailure,
+    ) {
+        match error {
+            request_response::InboundFailure::Io(e)
+                if e.kind() == std::io::ErrorKind::InvalidData =>
+            {
+                self.metrics.malformed.get_or_create(&label("protocol", protocol)).inc();
+                tracing::warn!(%peer, protocol, "malformed request, closing the connection: {e}");
+                self.swarm.close_connection(connection);
+            }
+            other => tracing::debug!(%peer, protocol, "request from peer failed: {other}"),
+        }
+    }
+
     /// A peer this node declared dead and has not reconnected with: requests to it fail at once
     /// rather than waiting out a dial (other nodes' routing tables still name it for a while).
     fn presumed_unreachable(&self, peer: &PeerId) -> bool {

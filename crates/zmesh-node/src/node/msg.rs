@@ -176,8 +176,8 @@ impl Node {
                     let _ = reply.send(Err(error.to_string()));
                 }
             }
-            request_response::Event::InboundFailure { peer, error, .. } => {
-                tracing::debug!(%peer, "messaging request from peer failed: {error}");
+            request_response::Event::InboundFailure { peer, connection_id, error, .. } => {
+                self.on_inbound_failure("msg", peer, connection_id, &error);
             }
             request_response::Event::ResponseSent { .. } => {}
         }
