@@ -3,6 +3,7 @@
 
 use std::io;
 use std::marker::PhantomData;
+use std::sync::atomic::{AtomicU64, Ordering};
 
 use futures::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
 use libp2p::StreamProtocol;
@@ -10,6 +11,16 @@ use zmesh_wire::{LEN_PREFIX, Message, WireError, encode_frame, frame_body_len};
 
 /// The most a frame read allocates before its bytes arrive.
 const PREALLOC_MAX: usize = 64 * 1024;
+
+/// Malformed requests read by every [`FrameCodec`] of this process. The codec does not know
+/// the peer (libp2p's request-response only closes the stream when a read fails), so it counts
+/// and logs here; the node exports the count.
+static MALFORMED_REQUESTS: AtomicU64 = AtomicU64::new(0);
+
+/// How many malformed requests have been read so far.
+pub fn malformed_requests() -> u64 {
+    MALFORMED_REQUESTS.load(Ordering::Relaxed)
+}
 
 #[derive(Debug, thiserror::Error)]
 pub enum FrameError {
@@ -19,6 +30,8 @@ pub enum FrameError {
     Io(#[from] io::Error),
     #[error("malformed frame: {0}")]
     Wire(#[from] WireError),
+    #[error("frame cut short: {got} of {len} bytes")]
+    Truncated { got: usize, len: usize },
 }
 
 /// Reads one frame. A frame of unknown type is consumed whole and reported as
@@ -35,10 +48,7 @@ pub async fn read_frame<M: Message, R: AsyncRead + Unpin>(r: &mut R) -> Result<M
     let mut body = Vec::with_capacity(len.min(PREALLOC_MAX));
     r.take(len as u64).read_to_end(&mut body).await?;
     if body.len() < len {
-        return Err(FrameError::Io(io::Error::new(
-            io::ErrorKind::UnexpectedEof,
-            format!("frame cut short: {} of {len} bytes", body.len()),
-        )));
+        return Err(FrameError::Truncated { got: body.len(), len });
     }
     Ok(M::decode_body(&body)?)
 }
@@ -78,10 +88,17 @@ impl<M: Message + Send + Sync + 'static> libp2p::request_response::Codec for Fra
 
     async fn read_request<T: AsyncRead + Unpin + Send>(
         &mut self,
-        _: &StreamProtocol,
+        protocol: &StreamProtocol,
         io: &mut T,
     ) -> io::Result<M> {
-        read_frame(io).await.map_err(invalid)
+        read_frame(io).await.map_err(|e| {
+            if matches!(e, FrameError::Wire(_) | FrameError::Truncated { .. }) {
+                // Only this request's stream closes: the peer's other streams carry on.
+                MALFORMED_REQUESTS.fetch_add(1, Ordering::Relaxed);
+                tracing::warn!(%protocol, "malformed request, stream closed: {e}");
+            }
+            invalid(e)
+        })
     }
 
     async fn read_response<T: AsyncRead + Unpin + Send>(
@@ -125,7 +142,9 @@ mod tests {
         let mut bytes = (1u32 << 20).to_be_bytes().to_vec();
         bytes.extend_from_slice(&[0x63; 10]);
         match read(&bytes) {
-            Err(FrameError::Io(e)) => assert!(e.to_string().contains("10 of 1048576"), "{e}"),
+            Err(e @ FrameError::Truncated { got: 10, len: 1_048_576 }) => {
+                assert_eq!(invalid(e).kind(), io::ErrorKind::InvalidData, "counts as malformed");
+            }
             other => panic!("expected a cut-short error, got {other:?}"),
         }
     }

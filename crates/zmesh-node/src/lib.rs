@@ -9,6 +9,8 @@ pub mod control;
 mod error;
 pub mod framing;
 pub mod fsutil;
+#[doc(hidden)]
+pub mod fuzzing;
 pub mod identity;
 pub mod limits;
 pub mod messaging;

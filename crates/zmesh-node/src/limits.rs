@@ -62,6 +62,11 @@ impl Behaviour {
         self.bans.ban(peer, Instant::now(), duration);
     }
 
+    /// How long `peer` stays banned, if it is.
+    pub fn banned(&self, peer: &PeerId) -> Option<Duration> {
+        self.bans.banned(peer, Instant::now())
+    }
+
     pub fn established(&self) -> u32 {
         self.limiter.total()
     }

@@ -43,7 +43,7 @@ pub struct Metrics {
     pub audit_damaged: Counter,
     pub throttled: Family<Labels, Counter>,
     pub peers_banned: Counter,
-    pub malformed: Family<Labels, Counter>,
+    pub malformed: Counter,
 }
 
 impl Metrics {
@@ -81,7 +81,7 @@ impl Metrics {
             audit_damaged: Counter::default(),
             throttled: Family::default(),
             peers_banned: Counter::default(),
-            malformed: Family::default(),
+            malformed: Counter::default(),
         };
         r.register(
             "peers_active",
@@ -187,7 +187,7 @@ impl Metrics {
         );
         r.register(
             "malformed_requests",
-            "Malformed requests by protocol; each closed its connection",
+            "Malformed requests read (each closed its stream)",
             m.malformed.clone(),
         );
         r.register(

@@ -189,8 +189,8 @@ impl Node {
                 }
                 self.drive_lookup(id);
             }
-            request_response::Event::InboundFailure { peer, connection_id, error, .. } => {
-                self.on_inbound_failure("dht", peer, connection_id, &error);
+            request_response::Event::InboundFailure { peer, error, .. } => {
+                self.on_inbound_failure("dht", peer, &error);
             }
             request_response::Event::ResponseSent { .. } => {}
         }

@@ -179,6 +179,8 @@ pub(crate) struct Node {
     msg_requests: HashMap<OutboundRequestId, oneshot::Sender<Result<MsgMessage, String>>>,
     msg_answers: mpsc::Sender<MsgAnswer>,
     msg_flows: HashMap<libp2p::swarm::ConnectionId, msg::ConnectionFlow>,
+    /// Banned peers whose connections close once their last answers had time to go out.
+    banned_closing: Vec<(PeerId, Instant)>,
     last_gc: Instant,
     last_msg_gc: Instant,
     lookups: HashMap<u64, lookup::ActiveLookup>,
@@ -378,6 +380,7 @@ pub async fn run(
         msg_requests: HashMap::new(),
         msg_answers,
         msg_flows: HashMap::new(),
+        banned_closing: Vec::new(),
         last_gc: now,
         last_msg_gc: now,
         lookups: HashMap::new(),
@@ -482,6 +485,7 @@ impl Node {
 
     fn on_tick(&mut self) {
         let now = Instant::now();
+        self.close_banned(now);
         let active = self.peers.active_count();
         if active == 0
             && !self.config.network.bootstrap.is_empty()
@@ -556,6 +560,8 @@ impl Node {
     }
 
     fn update_gauges(&mut self) {
+        let malformed = crate::framing::malformed_requests();
+        self.metrics.malformed.inc_by(malformed.saturating_sub(self.metrics.malformed.get()));
         let size = self.routing_table_size();
         let limits = &self.swarm.behaviour().limits;
         self.metrics.connections.set(limits.established().into());
@@ -823,26 +829,15 @@ impl Node {
         }
     }
 
-    /// An inbound request that failed. A malformed frame (the codec refused it) closes that
-    /// connection, with the reason logged and counted: the peer is broken or hostile, and other
-    /// connections carry on. Timeouts and closed streams are routine.
+    /// An inbound request that failed after it was read (a malformed one never gets this far:
+    /// the codec logs and counts it, see [`crate::framing::malformed_requests`]).
     fn on_inbound_failure(
         &mut self,
         protocol: &'static str,
         peer: PeerId,
-        connection: libp2p::swarm::ConnectionId,
         error: &request_response::InboundFailure,
     ) {
-        match error {
-            request_response::InboundFailure::Io(e)
-                if e.kind() == std::io::ErrorKind::InvalidData =>
-            {
-                self.metrics.malformed.get_or_create(&label("protocol", protocol)).inc();
-                tracing::warn!(%peer, protocol, "malformed request, closing the connection: {e}");
-                self.swarm.close_connection(connection);
-            }
-            other => tracing::debug!(%peer, protocol, "request from peer failed: {other}"),
-        }
+        tracing::debug!(%peer, protocol, "request from peer failed: {error}");
     }
 
     /// A peer this node declared dead and has not reconnected with: requests to it fail at once

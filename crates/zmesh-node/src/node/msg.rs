@@ -27,6 +27,9 @@ use crate::metrics::label;
 
 /// How long a sender over its window is asked to wait: about one round of answers.
 const WINDOW_RETRY: Duration = Duration::from_millis(100);
+/// How long a banned peer's connections stay open after the ban, so the THROTTLED answers
+/// saying why reach it before the connection closes.
+pub(super) const BAN_GRACE: Duration = Duration::from_millis(500);
 
 /// One connection's messaging limits.
 #[derive(Debug)]
@@ -115,6 +118,15 @@ impl Node {
             return Ok(());
         }
         let now = Instant::now();
+        if let Some(left) = self.swarm.behaviour().limits.banned(&peer) {
+            // Banned, and about to be disconnected: refuse without counting anything.
+            return Err(FlowSignal {
+                window: limits.window,
+                consumed: 0,
+                reason: FlowReason::RateLimit,
+                retry_after: left,
+            });
+        }
         let flow = self.msg_flows.entry(connection).or_insert_with(|| {
             let config = if from_node { limits.node() } else { limits.client() };
             let mut window = InboundWindow::new();
@@ -145,12 +157,22 @@ impl Node {
                 );
                 let signal = flow.window.signal(FlowReason::RateLimit, ban);
                 self.swarm.behaviour_mut().limits.ban(peer, ban);
-                let _ = self.swarm.disconnect_peer_id(peer);
+                self.banned_closing.push((peer, now + BAN_GRACE));
                 return Err(signal);
             }
         };
         self.swarm.behaviour_mut().control.send_flow(peer, connection, signal.to_wire());
         Err(signal)
+    }
+
+    /// Closes the connections of peers banned at least [`BAN_GRACE`] ago.
+    pub(super) fn close_banned(&mut self, now: Instant) {
+        let due: Vec<PeerId> =
+            self.banned_closing.iter().filter(|(_, at)| *at <= now).map(|(p, _)| *p).collect();
+        self.banned_closing.retain(|(_, at)| *at > now);
+        for peer in due {
+            let _ = self.swarm.disconnect_peer_id(peer);
+        }
     }
 
     /// A connection closed: its limits go with it.
@@ -176,8 +198,8 @@ impl Node {
                     let _ = reply.send(Err(error.to_string()));
                 }
             }
-            request_response::Event::InboundFailure { peer, connection_id, error, .. } => {
-                self.on_inbound_failure("msg", peer, connection_id, &error);
+            request_response::Event::InboundFailure { peer, error, .. } => {
+                self.on_inbound_failure("msg", peer, &error);
             }
             request_response::Event::ResponseSent { .. } => {}
         }

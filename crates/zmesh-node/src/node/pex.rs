@@ -93,8 +93,8 @@ impl Node {
                 self.metrics.pex_requests.get_or_create(&label("result", "failed")).inc();
                 tracing::debug!(%peer, "PEX request failed: {error}");
             }
-            request_response::Event::InboundFailure { peer, connection_id, error, .. } => {
-                self.on_inbound_failure("pex", peer, connection_id, &error);
+            request_response::Event::InboundFailure { peer, error, .. } => {
+                self.on_inbound_failure("pex", peer, &error);
             }
             request_response::Event::ResponseSent { .. } => {}
         }

@@ -86,8 +86,8 @@ impl Node {
                     let _ = reply.send(Err(error.to_string()));
                 }
             }
-            request_response::Event::InboundFailure { peer, connection_id, error, .. } => {
-                self.on_inbound_failure("store", peer, connection_id, &error);
+            request_response::Event::InboundFailure { peer, error, .. } => {
+                self.on_inbound_failure("store", peer, &error);
             }
             request_response::Event::ResponseSent { .. } => {}
         }

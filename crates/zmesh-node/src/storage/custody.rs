@@ -69,7 +69,7 @@ pub(crate) fn record_contains(record: &PlacementRecord, peer: &PeerId) -> bool {
 
 impl Custody {
     /// A registry entry decoded; `None` (logged) when its certificate no longer decodes.
-    fn decode(storage_key: &Key256, entry: &ChunkEntry) -> Option<Custody> {
+    pub(crate) fn decode(storage_key: &Key256, entry: &ChunkEntry) -> Option<Custody> {
         let Ok(certificate) = OwnerAuth::decode(&mut zmesh_wire::Reader::new(&entry.certificate))
         else {
             tracing::warn!(key = %storage_key, "unreadable certificate in the chunk registry");
