@@ -13,6 +13,7 @@ pub mod lookup;
 pub mod mailbox;
 pub mod pex;
 pub mod placement;
+pub mod priority;
 pub mod ratelimit;
 pub mod repair;
 pub mod storage_auth;

@@ -179,6 +179,7 @@ pub(crate) struct Node {
     msg_requests: HashMap<OutboundRequestId, oneshot::Sender<Result<MsgMessage, String>>>,
     msg_answers: mpsc::Sender<MsgAnswer>,
     msg_flows: HashMap<libp2p::swarm::ConnectionId, msg::ConnectionFlow>,
+    msg_gate: zmesh_core::priority::PriorityGate<msg::MsgJob>,
     /// Banned peers whose connections close once their last answers had time to go out.
     banned_closing: Vec<(PeerId, Instant)>,
     last_gc: Instant,
@@ -381,6 +382,7 @@ pub async fn run(
         msg_answers,
         msg_flows: HashMap::new(),
         banned_closing: Vec::new(),
+        msg_gate: zmesh_core::priority::PriorityGate::new(msg::MAX_RUNNING, msg::MAX_WAITING),
         last_gc: now,
         last_msg_gc: now,
         lookups: HashMap::new(),

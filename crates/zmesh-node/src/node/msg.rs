@@ -8,7 +8,8 @@
 //! (`[rate_limits]`; users' connections and other nodes' have their own limits). A request
 //! beyond either is answered THROTTLED with a retry-after and never runs; a peer that keeps
 //! sending before its retry-after is disconnected and banned. Half a window of answers sends a
-//! WINDOW_UPDATE on the connection's control stream.
+//! WINDOW_UPDATE on the connection's control stream. Admitted requests then wait their turn
+//! by priority (key exchange before messages before background) when the node is busy.
 
 use std::time::{Duration, Instant};
 
@@ -17,6 +18,7 @@ use libp2p::swarm::ConnectionId;
 use libp2p::{Multiaddr, PeerId};
 use tokio::sync::oneshot;
 use zmesh_core::flow::{FlowReason, FlowSignal, InboundWindow};
+use zmesh_core::priority::{Admission, Priority};
 use zmesh_core::ratelimit::{ConnectionLimiter, TrafficClass, Verdict};
 use zmesh_types::Capabilities;
 use zmesh_wire::msg::{MsgMessage, MsgStatus, RecordKind};
@@ -30,6 +32,21 @@ const WINDOW_RETRY: Duration = Duration::from_millis(100);
 /// How long a banned peer's connections stay open after the ban, so the THROTTLED answers
 /// saying why reach it before the connection closes.
 pub(super) const BAN_GRACE: Duration = Duration::from_millis(500);
+
+/// Requests served at once; more wait by priority (see [`zmesh_core::priority`]).
+pub(super) const MAX_RUNNING: usize = 1024;
+/// Requests waiting at most; beyond, THROTTLED with SYSTEM_LOAD.
+pub(super) const MAX_WAITING: usize = 16_384;
+
+/// A request admitted by its connection, waiting for its turn or running.
+#[derive(Debug)]
+pub(super) struct MsgJob {
+    peer: PeerId,
+    connection: ConnectionId,
+    from_node: bool,
+    request: MsgMessage,
+    channel: ResponseChannel<MsgMessage>,
+}
 
 /// One connection's messaging limits.
 #[derive(Debug)]
@@ -81,7 +98,21 @@ impl Node {
         self.msg_requests.insert(id, reply);
     }
 
+    /// The answer of a request that ran: it goes out, and the next waiting request runs.
     pub(super) fn answer_msg(
+        &mut self,
+        connection: ConnectionId,
+        channel: ResponseChannel<MsgMessage>,
+        answer: MsgMessage,
+    ) {
+        self.respond_admitted(connection, channel, answer);
+        if let Some((_, job)) = self.msg_gate.finish() {
+            self.run_msg(job);
+        }
+    }
+
+    /// Answers a request admitted to its connection's window, and counts it consumed.
+    fn respond_admitted(
         &mut self,
         connection: ConnectionId,
         channel: ResponseChannel<MsgMessage>,
@@ -212,13 +243,53 @@ impl Node {
         request: MsgMessage,
         channel: ResponseChannel<MsgMessage>,
     ) {
-        let Some(relay) = self.messaging.clone() else { return };
+        if self.messaging.is_none() {
+            return;
+        }
         let from_node = self.is_mesh_node(&peer);
         if let Err(signal) = self.admit_msg(peer, connection, from_node, &request) {
             self.refuse_msg(channel, MsgMessage::Throttled { flow: signal.to_wire() });
             return;
         }
+        if !from_node
+            && matches!(request, MsgMessage::MailboxAppend { .. } | MsgMessage::MailboxIds { .. })
+        {
+            let refusal = answer(
+                MsgStatus::Unauthorized,
+                "only mesh nodes write to mailboxes; send with Send",
+            );
+            self.respond_admitted(connection, channel, refusal);
+            return;
+        }
+        let priority = match traffic_class(&request) {
+            TrafficClass::KeyRequest => Priority::KeyExchange,
+            TrafficClass::Message => Priority::Message,
+            TrafficClass::Presence | TrafficClass::Pex => Priority::Background,
+        };
+        let job = MsgJob { peer, connection, from_node, request, channel };
+        match self.msg_gate.admit(priority, job) {
+            Admission::Run(job) => self.run_msg(job),
+            Admission::Queued => {}
+            Admission::Refused(job) => {
+                self.metrics.throttled.get_or_create(&label("reason", "system_load")).inc();
+                let signal = FlowSignal {
+                    window: self.config.rate_limits.window,
+                    consumed: 0,
+                    reason: FlowReason::SystemLoad,
+                    retry_after: WINDOW_RETRY,
+                };
+                let refusal = MsgMessage::Throttled { flow: signal.to_wire() };
+                self.respond_admitted(job.connection, job.channel, refusal);
+            }
+        }
+    }
+
+    /// Serves one admitted request on its own task; its answer comes back to
+    /// [`answer_msg`](Self::answer_msg).
+    fn run_msg(&mut self, job: MsgJob) {
+        let Some(relay) = self.messaging.clone() else { return };
         let answers = self.msg_answers.clone();
+        let MsgJob { peer, connection, from_node, request, channel } = job;
         let as_holder = match &request {
             // Reads and acks carry the owner's signature: whoever passes them on.
             MsgMessage::MailboxRead { .. } | MsgMessage::MailboxAck { .. } => true,
@@ -230,16 +301,6 @@ impl Node {
             | MsgMessage::FetchRecord { .. } => from_node,
             _ => false,
         };
-        if !from_node
-            && matches!(request, MsgMessage::MailboxAppend { .. } | MsgMessage::MailboxIds { .. })
-        {
-            let refusal = answer(
-                MsgStatus::Unauthorized,
-                "only mesh nodes write to mailboxes; send with Send",
-            );
-            self.answer_msg(connection, channel, refusal);
-            return;
-        }
         tokio::spawn(async move {
             let answer = if as_holder {
                 relay.answer_as_holder(peer, request).await
