@@ -7,6 +7,8 @@
 //! relay falls back to the recipient's mailbox, so nothing is lost to a client that vanished.
 
 use std::collections::HashMap;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::{Duration, Instant};
 
 use libp2p::PeerId;
@@ -19,6 +21,8 @@ use super::net::MsgNet;
 /// Messages waiting for one session's delivery task. A client that cannot keep up makes
 /// senders fall back to its mailbox instead of growing this queue.
 pub const DELIVER_QUEUE: usize = 4096;
+/// Sealed bytes waiting for one session at most (a slow reader costs the relay this much).
+pub const DELIVER_QUEUE_BYTES: usize = 8 << 20;
 
 /// What became of one message pushed to a session.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -42,20 +46,31 @@ pub struct Session {
     pub peer: PeerId,
     pub token: [u8; 32],
     queue: mpsc::Sender<Pending>,
+    /// Sealed bytes in the queue, so a stalled client holds at most [`DELIVER_QUEUE_BYTES`].
+    queued_bytes: Arc<AtomicUsize>,
 }
 
 impl Session {
     /// Opens a session for `peer`, whose delivery task pushes through `net`.
     pub fn start(net: MsgNet, peer: PeerId, token: [u8; 32], timeout: Duration) -> Session {
         let (queue, rx) = mpsc::channel(DELIVER_QUEUE);
-        tokio::spawn(deliver_queued(net, peer, rx, timeout));
-        Session { peer, token, queue }
+        let queued_bytes = Arc::new(AtomicUsize::new(0));
+        tokio::spawn(deliver_queued(net, peer, rx, timeout, queued_bytes.clone()));
+        Session { peer, token, queue, queued_bytes }
     }
 
-    /// Pushes `envelope` to the client and waits for the outcome.
+    /// Pushes `envelope` to the client and waits for the outcome. A full queue (by count or
+    /// bytes) declines at once: the sender's relay queues the message offline instead.
     pub async fn deliver(&self, envelope: Envelope) -> Delivery {
+        let len = envelope.sealed.len();
+        let before = self.queued_bytes.fetch_add(len, Ordering::Relaxed);
+        if before + len > DELIVER_QUEUE_BYTES {
+            self.queued_bytes.fetch_sub(len, Ordering::Relaxed);
+            return Delivery::Declined;
+        }
         let (done, outcome) = oneshot::channel();
         if self.queue.try_send(Pending { envelope, done }).is_err() {
+            self.queued_bytes.fetch_sub(len, Ordering::Relaxed);
             return Delivery::Declined;
         }
         outcome.await.unwrap_or(Delivery::Unreachable)
@@ -197,9 +212,12 @@ async fn deliver_queued(
     peer: PeerId,
     mut rx: mpsc::Receiver<Pending>,
     timeout: Duration,
+    queued_bytes: Arc<AtomicUsize>,
 ) {
     while let Some(first) = rx.recv().await {
         let batch = next_batch(first, &mut rx);
+        let taken_bytes: usize = batch.iter().map(|p| p.envelope.sealed.len()).sum();
+        queued_bytes.fetch_sub(taken_bytes, Ordering::Relaxed);
         let messages = batch.iter().map(|p| p.envelope.clone()).collect();
         let answer = net.request((peer, vec![]), MsgMessage::Deliver { messages }, timeout).await;
         let taken = taken(&answer);
@@ -261,6 +279,29 @@ mod tests {
         assert_eq!(taken(&delivered), Some(3));
         assert_eq!(taken(&Ok(MsgMessage::Ids { cursors: vec![] })), Some(0));
         assert_eq!(taken(&Err("gone".into())), None);
+    }
+
+    #[tokio::test]
+    async fn a_stalled_client_costs_a_bounded_queue() {
+        // Nobody answers the node task's commands: the client never takes a push.
+        let (commands, _rx) = mpsc::channel(1);
+        let net = MsgNet { commands, local: PeerId::random() };
+        let session = Session::start(net, PeerId::random(), [1; 32], Duration::from_secs(60));
+        let mut pushes = tokio::task::JoinSet::new();
+        for n in 0..20u8 {
+            let session = session.clone();
+            pushes.spawn(async move { session.deliver(envelope(n, 1 << 20)).await });
+            tokio::task::yield_now().await;
+        }
+        tokio::time::sleep(Duration::from_millis(200)).await;
+        let mut declined = 0;
+        while let Some(Ok(outcome)) = pushes.try_join_next() {
+            assert_eq!(outcome, Delivery::Declined);
+            declined += 1;
+        }
+        // At most one batch (4 MiB) in flight and 8 MiB queued; the rest were turned away.
+        assert!(declined >= 20 - 4 - 8, "{declined} declined");
+        assert!(session.queued_bytes.load(Ordering::Relaxed) <= DELIVER_QUEUE_BYTES);
     }
 
     #[tokio::test]
