@@ -44,6 +44,7 @@ pub struct Metrics {
     pub throttled: Family<Labels, Counter>,
     pub peers_banned: Counter,
     pub malformed: Counter,
+    pub early_requests: Family<Labels, Counter>,
 }
 
 impl Metrics {
@@ -82,6 +83,7 @@ impl Metrics {
             throttled: Family::default(),
             peers_banned: Counter::default(),
             malformed: Counter::default(),
+            early_requests: Family::default(),
         };
         r.register(
             "peers_active",
@@ -189,6 +191,11 @@ impl Metrics {
             "malformed_requests",
             "Malformed requests read (each closed its stream)",
             m.malformed.clone(),
+        );
+        r.register(
+            "requests_before_handshake",
+            "Requests dropped unanswered because the peer had not completed the handshake",
+            m.early_requests.clone(),
         );
         r.register(
             "peers_banned",

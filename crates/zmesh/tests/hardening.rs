@@ -175,3 +175,24 @@ fn malformed_frames_close_only_their_stream_and_are_logged() {
         assert!(log.contains(reason), "the log says {reason:?}:\n{log}");
     }
 }
+
+#[test]
+fn nothing_is_answered_before_the_handshake() {
+    let node = node();
+    let addr: Multiaddr = node.tcp_addr().parse().unwrap();
+    let rt = runtime();
+    rt.block_on(async {
+        let early = RawPeer::connect_without_handshake(&addr).await.unwrap();
+        // A small request whose answer could be large: no answer at all.
+        let fetch = MsgMessage::FetchRecord {
+            kind: zmesh_wire::msg::RecordKind::Bundle,
+            owner_address: [7; 32],
+        };
+        let answer = early.request(encode_frame(&fetch)).await;
+        assert!(answer.as_ref().is_ok_and(|a| a.is_empty()) || answer.is_err(), "{answer:?}");
+    });
+    wait_for("the early request counted", Duration::from_secs(5), || {
+        let series = r#"zmesh_requests_before_handshake_total{protocol="msg"}"#;
+        (metric(node.api(), series) >= 1.0).then_some(())
+    });
+}

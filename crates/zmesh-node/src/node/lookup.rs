@@ -153,6 +153,7 @@ impl Node {
     pub(super) fn on_dht_event(&mut self, event: request_response::Event<DhtMessage, DhtMessage>) {
         match event {
             request_response::Event::Message { peer, message, .. } => match message {
+                Message::Request { .. } if !self.handshaken(&peer, "dht") => {}
                 Message::Request { request: DhtMessage::FindNode { target }, channel, .. } => {
                     let peers = self.closest_known(&target, &peer);
                     if let Some(dht) = self.swarm.behaviour_mut().dht.as_mut() {

@@ -831,6 +831,18 @@ impl Node {
         }
     }
 
+    /// Whether `peer` completed the zmesh handshake. Requests from a peer that has not are
+    /// dropped unanswered (the stream closes): before the handshake nothing is answered at all,
+    /// so no answer can be larger than its request (no amplification).
+    fn handshaken(&mut self, peer: &PeerId, protocol: &'static str) -> bool {
+        if self.peers.get(peer).is_some_and(|p| p.is_active()) {
+            return true;
+        }
+        self.metrics.early_requests.get_or_create(&label("protocol", protocol)).inc();
+        tracing::debug!(%peer, protocol, "request before the handshake; dropped");
+        false
+    }
+
     /// An inbound request that failed after it was read (a malformed one never gets this far:
     /// the codec logs and counts it, see [`crate::framing::malformed_requests`]).
     fn on_inbound_failure(

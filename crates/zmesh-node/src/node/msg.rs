@@ -214,6 +214,7 @@ impl Node {
     pub(super) fn on_msg_event(&mut self, event: request_response::Event<MsgMessage, MsgMessage>) {
         match event {
             request_response::Event::Message { peer, connection_id, message } => match message {
+                Message::Request { .. } if !self.handshaken(&peer, "msg") => {}
                 Message::Request { request, channel, .. } => {
                     self.serve_msg(peer, connection_id, request, channel)
                 }

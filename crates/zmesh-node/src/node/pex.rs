@@ -76,6 +76,7 @@ impl Node {
     pub(super) fn on_pex_event(&mut self, event: request_response::Event<PexMessage, PexMessage>) {
         match event {
             request_response::Event::Message { peer, message, .. } => match message {
+                Message::Request { .. } if !self.handshaken(&peer, "pex") => {}
                 Message::Request {
                     request: PexMessage::Request { request_id }, channel, ..
                 } => {

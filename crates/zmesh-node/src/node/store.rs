@@ -71,6 +71,7 @@ impl Node {
     ) {
         match event {
             request_response::Event::Message { peer, message, .. } => match message {
+                Message::Request { .. } if !self.handshaken(&peer, "store") => {}
                 Message::Request { request, channel, .. } => {
                     self.serve_store(peer, request, channel)
                 }

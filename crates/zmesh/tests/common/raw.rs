@@ -9,6 +9,7 @@ use std::time::Duration;
 
 use futures::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt, StreamExt};
 use libp2p::request_response::{self, OutboundRequestId, ProtocolSupport};
+use libp2p::swarm::behaviour::toggle::Toggle;
 use libp2p::swarm::{NetworkBehaviour, SwarmEvent};
 use libp2p::{Multiaddr, PeerId, StreamProtocol, Swarm, identity, noise, tcp, yamux};
 use tokio::sync::{mpsc, oneshot};
@@ -76,7 +77,7 @@ impl request_response::Codec for RawCodec {
 
 #[derive(NetworkBehaviour)]
 struct RawBehaviour {
-    control: control::Behaviour,
+    control: Toggle<control::Behaviour>,
     msg: request_response::Behaviour<RawCodec>,
 }
 
@@ -108,6 +109,21 @@ impl RawPeer {
         key: identity::Keypair,
         keepalive: KeepAliveConfig,
     ) -> Result<RawPeer, String> {
+        Self::open(addr, key, Some(keepalive)).await
+    }
+
+    /// Connects without ever starting the zmesh handshake (no control stream).
+    pub async fn connect_without_handshake(addr: &Multiaddr) -> Result<RawPeer, String> {
+        Self::open(addr, identity::Keypair::generate_ed25519(), None).await
+    }
+
+    async fn open(
+        addr: &Multiaddr,
+        key: identity::Keypair,
+        keepalive: Option<KeepAliveConfig>,
+    ) -> Result<RawPeer, String> {
+        let handshake_wanted = keepalive.is_some();
+        let keepalive = keepalive.unwrap_or_default();
         let offer = LocalOffer {
             versions: SUPPORTED_VERSIONS.to_vec(),
             capabilities: Capabilities::empty(),
@@ -130,14 +146,17 @@ impl RawPeer {
             )
             .map_err(|e| e.to_string())?
             .with_behaviour(|_| RawBehaviour {
-                control: control::Behaviour::new(control_config),
+                control: handshake_wanted.then(|| control::Behaviour::new(control_config)).into(),
                 msg: request_response::Behaviour::new([(MSG_PROTOCOL, ProtocolSupport::Full)], rr),
             })
             .map_err(|e| e.to_string())?
             .with_swarm_config(|c| c.with_idle_connection_timeout(Duration::from_secs(60)))
             .build();
         swarm.dial(addr.clone()).map_err(|e| e.to_string())?;
-        let relay = tokio::time::timeout(Duration::from_secs(15), handshake(&mut swarm))
+        let waiting = async {
+            if handshake_wanted { handshake(&mut swarm).await } else { connected(&mut swarm).await }
+        };
+        let relay = tokio::time::timeout(Duration::from_secs(15), waiting)
             .await
             .map_err(|_| "no handshake within 15 s".to_string())??;
         let stats = Arc::new(Mutex::new(RawStats::default()));
@@ -184,6 +203,16 @@ async fn handshake(swarm: &mut Swarm<RawBehaviour>) -> Result<PeerId, String> {
                 ControlEvent::HandshakeFailed(r) | ControlEvent::Broken(r) => return Err(r),
                 _ => {}
             },
+            _ => {}
+        }
+    }
+}
+
+async fn connected(swarm: &mut Swarm<RawBehaviour>) -> Result<PeerId, String> {
+    loop {
+        match swarm.select_next_some().await {
+            SwarmEvent::ConnectionEstablished { peer_id, .. } => return Ok(peer_id),
+            SwarmEvent::OutgoingConnectionError { error, .. } => return Err(error.to_string()),
             _ => {}
         }
     }
