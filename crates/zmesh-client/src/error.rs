@@ -90,6 +90,12 @@ pub enum ClientError {
     NoRelay { path: PathBuf, tried: usize, last: String },
     #[error("relay request failed: {0}")]
     Transport(String),
+    #[error(
+        "relay lost, and no reconnection in {waited_secs} s ({attempts} attempts); last error: {last}"
+    )]
+    Unreachable { attempts: u32, waited_secs: u64, last: String },
+    #[error("the relay kept refusing {request} for {waited_secs} s ({reason}); giving up")]
+    Throttled { request: &'static str, waited_secs: u64, reason: &'static str },
 
     #[error("insufficient storage for {chunk}: {detail}")]
     InsufficientStorage { chunk: ChunkRef, detail: String },
@@ -202,7 +208,11 @@ impl ClientError {
             | BadIdentity { .. }
             | ForeignMessagingState { .. } => ErrorKind::Identity,
             Io { .. } => ErrorKind::Io,
-            Connect { .. } | Handshake { .. } | NoRelay { .. } | Transport(_) => ErrorKind::Network,
+            Connect { .. }
+            | Handshake { .. }
+            | NoRelay { .. }
+            | Transport(_)
+            | Unreachable { .. } => ErrorKind::Network,
             InsufficientStorage { .. }
             | NoPlacement { .. }
             | Unauthorized { .. }
@@ -220,7 +230,7 @@ impl ClientError {
             BlobNotFound(_) | ChunkNotFound(_) | NoSession { .. } | NoBundle { .. } => {
                 ErrorKind::NotFound
             }
-            NotEnoughShards { .. } => ErrorKind::Unavailable,
+            NotEnoughShards { .. } | Throttled { .. } => ErrorKind::Unavailable,
             Decrypt(_)
             | Inconsistent { .. }
             | CorruptMessagingState { .. }

@@ -9,6 +9,8 @@
 //!   beyond its own files.
 //! - [`mail`]: messaging through a relay (`/zmesh/msg/1.0`) with a [`Mailer`]: login, published
 //!   records, send, mailbox sync and live deliveries.
+//! - [`reconnect`]: a relay connection that comes back after it is lost (backoff, alternate
+//!   relays), sending unanswered messages again.
 //!
 //! Nothing that leaves the device is readable by a relay or holder: every chunk is sealed with a
 //! key derived from the identity's envelope secret before it is sent, and every request is signed
@@ -20,6 +22,7 @@ pub mod identity;
 pub mod mail;
 pub mod messenger;
 pub mod ops;
+pub mod reconnect;
 pub mod relay;
 
 pub use blob::{BlobId, Manifest};
@@ -29,6 +32,7 @@ pub use libp2p::Multiaddr;
 pub use mail::{Inbox, Mailer, SendReport, SendStatus, SyncReport, Tally, Via};
 pub use messenger::{Incoming, Messenger, Outgoing};
 pub use ops::{Progress, Stored, get, put_file, put_reader, rm};
+pub use reconnect::{ReconnectAttempt, ReconnectPolicy, ReconnectingRelay};
 pub use relay::{ChunkStore, Deliveries, Delivery, MsgRelay, Relay};
 
 /// `Result` with this crate's error.

@@ -10,7 +10,9 @@
 //! - [`Mailer::sync`] drains the mailbox in order, batch by batch, acknowledging each batch only
 //!   after the [`Inbox`] took its messages; [`Mailer::take_delivery`] does the same for a live
 //!   push; [`Mailer::follow`] serves pushes until told to stop, re-syncing and refreshing the
-//!   presence record on timers.
+//!   presence record on timers; [`Mailer::follow_reconnecting`] also comes back after the
+//!   relay is lost, through [`Mailer::rejoin`]: the session resumed if the same relay still has
+//!   it, else a fresh login and presence, and a sync either way.
 //!
 //! Every message reaches the [`Inbox`] at most once: ids seen in this process are dropped
 //! before decrypting (a message can arrive live and from the mailbox, or twice in a mailbox),
@@ -42,6 +44,24 @@ mod inbox;
 mod tests;
 
 pub use follow::FollowOptions;
+
+/// How [`Mailer::rejoin`] got the session back.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Rejoined {
+    /// The relay still had the session and moved it to this connection.
+    Resumed,
+    /// A fresh login, and presence published again.
+    LoggedIn,
+}
+
+impl Rejoined {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Rejoined::Resumed => "session resumed",
+            Rejoined::LoggedIn => "logged in again",
+        }
+    }
+}
 
 /// How often a following client re-publishes its presence record: well within the record's
 /// [`PRESENCE_MAX_LIFETIME_MS`], so it never lapses while the client is online.
@@ -84,9 +104,14 @@ pub trait Inbox {
     }
 
     /// A failure that did not stop [`Mailer::follow`] (a re-sync or presence refresh that a
-    /// later attempt may get through).
+    /// later attempt may get through, or a lost connection being replaced).
     fn warning(&mut self, error: &ClientError) {
         tracing::warn!("{error}");
+    }
+
+    /// [`Mailer::follow_reconnecting`] is following again, at `relay`, after a lost connection.
+    fn reconnected(&mut self, relay: &libp2p::Multiaddr, how: Rejoined) {
+        tracing::info!(%relay, "following again ({})", how.as_str());
     }
 }
 
@@ -229,6 +254,16 @@ fn to_position(cursor: Cursor) -> Position {
     (cursor.order, cursor.id)
 }
 
+/// A logged-in session a relay can restore after a reconnection. No `Debug`: the token is a
+/// credential.
+#[derive(Clone, Copy)]
+struct Session {
+    token: [u8; 32],
+    /// The relay that issued the token: the only one it is shown to, since whoever holds it
+    /// can take over the session's live messages.
+    relay: libp2p::PeerId,
+}
+
 /// One user's messaging over one relay connection.
 pub struct Mailer<R> {
     relay: R,
@@ -236,6 +271,7 @@ pub struct Mailer<R> {
     messenger: Messenger,
     /// Ids handed up (or rejected) by this process, across syncs and live deliveries.
     seen: SeenIds,
+    session: Option<Session>,
     clock: fn() -> u64,
 }
 
@@ -261,6 +297,7 @@ impl<R: MsgRelay> Mailer<R> {
             identity,
             messenger,
             seen: SeenIds::default(),
+            session: None,
             clock: zmesh_node::clock::unix_ms,
         })
     }
@@ -310,15 +347,75 @@ impl<R: MsgRelay> Mailer<R> {
     /// [`ClientError::MsgRefused`], transport errors.
     pub async fn login(&mut self) -> Result<()> {
         // Bound to this relay, so the relay cannot replay it to another.
-        let target = Key256::hash(&self.relay.peer_id().to_bytes()).0;
+        let relay = self.relay.peer_id();
+        let target = Key256::hash(&relay.to_bytes()).0;
         let auth = self.auth(AuthPurpose::Login, &target)?;
+        self.session = None;
         match self.relay.request(MsgMessage::Login { auth }).await? {
-            MsgMessage::LoggedIn { outcome, .. } if outcome.status == MsgStatus::Ok => Ok(()),
+            MsgMessage::LoggedIn { outcome, session_token } if outcome.status == MsgStatus::Ok => {
+                // All zeros: a relay that does not resume sessions.
+                if session_token != [0; 32] {
+                    self.session = Some(Session { token: session_token, relay });
+                }
+                Ok(())
+            }
             MsgMessage::LoggedIn { outcome, .. } | MsgMessage::Result { outcome } => {
                 Err(refused("login", outcome))
             }
             _ => Err(ClientError::UnexpectedResponse { request: "Login" }),
         }
+    }
+
+    /// After a reconnection, asks the relay to move the session of the last login to this
+    /// connection. Only the relay that issued the session is asked. `false` when there is no
+    /// such session (another relay, or it expired or restarted): log in instead.
+    ///
+    /// # Errors
+    /// Transport errors.
+    pub async fn resume(&mut self) -> Result<bool> {
+        let relay = self.relay.peer_id();
+        let Some(session) = self.session.filter(|s| s.relay == relay) else { return Ok(false) };
+        let request = MsgMessage::Resume { session_token: session.token };
+        match self.relay.request(request).await? {
+            MsgMessage::LoggedIn { outcome, session_token } if outcome.status == MsgStatus::Ok => {
+                self.session = Some(Session { token: session_token, relay });
+                Ok(true)
+            }
+            // NotFound, or a relay that does not know Resume: a fresh login does it.
+            answer => {
+                tracing::debug!(?answer, "session not resumed");
+                self.session = None;
+                Ok(false)
+            }
+        }
+    }
+
+    /// Gets the session back on a new connection: resumed if the relay still has it, else a
+    /// fresh [`login`](Self::login) and [`publish_presence`](Self::publish_presence); then
+    /// [`sync`](Self::sync)s, for what reached the mailbox while the connection was down.
+    /// Subscribe to the new connection's deliveries first.
+    ///
+    /// # Errors
+    /// As [`login`](Self::login), [`publish_presence`](Self::publish_presence) and
+    /// [`sync`](Self::sync).
+    pub async fn rejoin(&mut self, inbox: &mut impl Inbox) -> Result<(Rejoined, SyncReport)> {
+        let how = self.resume_or_login().await?;
+        if how == Rejoined::LoggedIn {
+            self.publish_presence().await?;
+        }
+        Ok((how, self.sync(inbox).await?))
+    }
+
+    /// [`resume`](Self::resume)s the session, else [`login`](Self::login)s.
+    ///
+    /// # Errors
+    /// As [`login`](Self::login).
+    pub async fn resume_or_login(&mut self) -> Result<Rejoined> {
+        if self.resume().await? {
+            return Ok(Rejoined::Resumed);
+        }
+        self.login().await?;
+        Ok(Rejoined::LoggedIn)
     }
 
     /// Publishes this device's prekey bundle, with fresh one-time keys as needed. Do it at every

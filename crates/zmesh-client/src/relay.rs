@@ -11,12 +11,19 @@
 //! logged in the relay pushes `Deliver` requests with live messages. Those go to whoever
 //! [`subscribed`](Relay::subscribe); with no subscriber, or one that drops a [`Delivery`]
 //! unanswered, the relay is told nothing was taken and keeps the messages in the mailbox.
+//!
+//! Messaging requests are flow-controlled (seed 001, "Backpressure Handling"): at most a window
+//! of them is unanswered at a time, the rest wait in a bounded local queue (callers wait when it
+//! is full), and a request the relay answers `Throttled` is sent again, in its place in the
+//! queue, once the relay's retry-after has passed. Callers see only the final answer.
 
-use std::collections::HashMap;
+use std::collections::{HashMap, VecDeque};
 use std::future::Future;
+use std::hash::Hash;
 use std::path::Path;
 use std::sync::Arc;
-use std::time::Duration;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::time::{Duration, Instant};
 
 use futures::StreamExt;
 use futures::future::BoxFuture;
@@ -26,6 +33,7 @@ use libp2p::request_response::{self, OutboundRequestId, ProtocolSupport, Respons
 use libp2p::swarm::{NetworkBehaviour, SwarmEvent};
 use libp2p::{Multiaddr, PeerId, StreamProtocol, Swarm, noise, tcp, yamux};
 use tokio::sync::{mpsc, oneshot};
+use zmesh_core::flow::{FlowReason, FlowSignal, MAX_WINDOW, OutboundWindow};
 use zmesh_core::handshake::LocalOffer;
 use zmesh_core::keepalive::KeepAliveConfig;
 use zmesh_node::RuntimeInfo;
@@ -33,6 +41,7 @@ use zmesh_node::control::{self, ControlEvent, ControlReport};
 use zmesh_node::framing::FrameCodec;
 use zmesh_types::Capabilities;
 use zmesh_types::constants::SUPPORTED_VERSIONS;
+use zmesh_wire::control::FlowControl;
 use zmesh_wire::msg::{Cursor, Envelope, MsgMessage, MsgOutcome, MsgStatus};
 use zmesh_wire::store::StoreMessage;
 
@@ -52,6 +61,25 @@ pub const MSG_REQUEST_TIMEOUT: Duration = Duration::from_secs(60);
 pub const DELIVERY_QUEUE: usize = 32;
 /// How long dialling and the handshake may take together.
 pub const CONNECT_TIMEOUT: Duration = Duration::from_secs(15);
+/// Messaging requests that may wait locally for their turn; callers of [`MsgRelay::request`]
+/// then wait for room, so a burst costs bounded memory.
+pub const MSG_QUEUE: usize = 10_000;
+/// Most messaging requests open at once on one connection, whatever the relay's window allows:
+/// each is a Yamux stream, and a Yamux peer with default settings closes the whole connection
+/// beyond 512 streams (which the relay's own pushes to this client share).
+pub const MAX_OPEN_REQUESTS: usize = 256;
+/// How long one request may keep being answered `Throttled` before its caller is told.
+pub const MAX_THROTTLED: Duration = Duration::from_secs(5 * 60);
+/// After a rate-limit refusal, requests go one at a time for this long. A relay counts every
+/// request that arrives before the retry-after it gave as ignoring it, and disconnects a peer
+/// that does so ten times within a minute: a batch sent when the pause ends, with only a token
+/// or two back in the relay's bucket, would do just that.
+pub const SINGLE_FILE_AFTER_RATE_LIMIT: Duration = Duration::from_secs(60);
+/// Added to a relay's retry-after: it travels in whole milliseconds, rounded down, and a request
+/// that arrives a moment early counts against the client.
+const RETRY_MARGIN: Duration = Duration::from_millis(5);
+/// Requests handed over by callers but not yet taken into the queue.
+const MSG_CHANNEL: usize = 64;
 const HANDSHAKE_TIMEOUT: Duration = Duration::from_secs(10);
 
 /// Anything that answers storage requests: a [`Relay`], or a fake in tests.
@@ -103,15 +131,25 @@ struct ClientBehaviour {
 }
 
 enum Command {
-    Store { request: StoreMessage, reply: oneshot::Sender<Result<StoreMessage>> },
-    Msg { request: MsgMessage, reply: oneshot::Sender<Result<MsgMessage>> },
+    Store { request: Box<StoreMessage>, reply: oneshot::Sender<Result<StoreMessage>> },
     Subscribe { reply: oneshot::Sender<Deliveries> },
+}
+
+type MsgReply = oneshot::Sender<Result<MsgMessage>>;
+
+/// A messaging request for the connection's queue.
+struct MsgCommand {
+    request: MsgMessage,
+    reply: MsgReply,
 }
 
 /// A handshaken connection to one relay. Dropping it closes the connection.
 #[derive(Debug, Clone)]
 pub struct Relay {
     commands: mpsc::Sender<Command>,
+    /// Apart from `commands`, so that a full messaging queue holds up messaging only.
+    msgs: mpsc::Sender<MsgCommand>,
+    lost: Arc<AtomicBool>,
     peer: PeerId,
     addr: Multiaddr,
 }
@@ -119,6 +157,12 @@ pub struct Relay {
 impl std::fmt::Debug for Command {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("Command").finish_non_exhaustive()
+    }
+}
+
+impl std::fmt::Debug for MsgCommand {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("MsgCommand").field("request", &request_name(&self.request)).finish()
     }
 }
 
@@ -142,8 +186,10 @@ impl Relay {
             })??;
         tracing::debug!(%peer, %addr, "connected to relay");
         let (commands, rx) = mpsc::channel(16);
-        tokio::spawn(drive(swarm, peer, rx));
-        Ok(Relay { commands, peer, addr })
+        let (msgs, msg_rx) = mpsc::channel(MSG_CHANNEL);
+        let lost = Arc::new(AtomicBool::new(false));
+        tokio::spawn(drive(swarm, peer, rx, msg_rx, lost.clone()));
+        Ok(Relay { commands, msgs, lost, peer, addr })
     }
 
     /// Connects to the first node of a devnet file (`{"nodes": [{"peer_id", "multiaddrs", …}]}`)
@@ -152,29 +198,32 @@ impl Relay {
     /// # Errors
     /// I/O and parse errors for the file; [`ClientError::NoRelay`] if no node answered.
     pub async fn from_devnet(path: &Path) -> Result<Relay> {
-        #[derive(serde::Deserialize)]
-        struct DevnetFile {
-            nodes: Vec<RuntimeInfo>,
-        }
-        let text = std::fs::read_to_string(path)
-            .map_err(|e| ClientError::io(format!("reading {}", path.display()), e))?;
-        let file: DevnetFile = serde_json::from_str(&text).map_err(|e| {
-            ClientError::Usage(format!("{} is not a devnet file: {e}", path.display()))
-        })?;
-        let mut tried = 0;
-        let mut last = "the file lists no node with a TCP address".to_owned();
-        for node in &file.nodes {
-            let Some(addr) = devnet_addr(node) else { continue };
-            tried += 1;
-            match Relay::connect(addr).await {
-                Ok(relay) => return Ok(relay),
+        let addrs = devnet_addrs(path)?;
+        Relay::connect_first(&addrs)
+            .await
+            .map(|(relay, _)| relay)
+            .map_err(|(tried, last)| ClientError::NoRelay { path: path.to_owned(), tried, last })
+    }
+
+    /// Connects to the first of `addrs` that answers; returns it and its index, or how many
+    /// were tried and the last error.
+    ///
+    /// # Errors
+    /// `(tried, last error)` when none answered.
+    pub async fn connect_first(
+        addrs: &[Multiaddr],
+    ) -> std::result::Result<(Relay, usize), (usize, String)> {
+        let mut last = "no relay address given".to_owned();
+        for (i, addr) in addrs.iter().enumerate() {
+            match Relay::connect(addr.clone()).await {
+                Ok(relay) => return Ok((relay, i)),
                 Err(e) => {
                     tracing::debug!("{e}");
                     last = e.to_string();
                 }
             }
         }
-        Err(ClientError::NoRelay { path: path.to_owned(), tried, last })
+        Err((addrs.len(), last))
     }
 
     /// The relay's peer id.
@@ -185,6 +234,12 @@ impl Relay {
     /// The address this connection was dialled on.
     pub fn addr(&self) -> &Multiaddr {
         &self.addr
+    }
+
+    /// Whether the connection has ended (closed, or the relay stopped answering): every request
+    /// then fails at once.
+    pub fn is_lost(&self) -> bool {
+        self.lost.load(Ordering::Acquire)
     }
 
     /// Starts taking the messages the relay pushes live (after a login). Subscribe before
@@ -216,14 +271,21 @@ fn gone() -> ClientError {
 impl ChunkStore for Relay {
     fn call(&self, request: StoreMessage) -> impl Future<Output = Result<StoreMessage>> + Send {
         let relay = self.clone();
+        let request = Box::new(request);
         async move { relay.command(|reply| Command::Store { request, reply }).await }
     }
 }
 
 impl MsgRelay for Relay {
     fn request(&self, request: MsgMessage) -> impl Future<Output = Result<MsgMessage>> + Send {
+        // A clone keeps the connection up until the answer is in.
         let relay = self.clone();
-        async move { relay.command(|reply| Command::Msg { request, reply }).await }
+        async move {
+            let (reply, answer) = oneshot::channel();
+            // Waits here while the queue is full.
+            relay.msgs.send(MsgCommand { request, reply }).await.map_err(|_| gone())?;
+            answer.await.map_err(|_| gone())?
+        }
     }
 
     fn peer_id(&self) -> PeerId {
@@ -233,6 +295,32 @@ impl MsgRelay for Relay {
     fn addr(&self) -> Multiaddr {
         self.addr.clone()
     }
+}
+
+/// The first TCP address of every node of a devnet file (`{"nodes": [{"peer_id", "multiaddrs",
+/// …}]}`), in the file's order.
+///
+/// # Errors
+/// I/O and parse errors for the file; [`ClientError::NoRelay`] if it lists no node with a TCP
+/// address.
+pub fn devnet_addrs(path: &Path) -> Result<Vec<Multiaddr>> {
+    #[derive(serde::Deserialize)]
+    struct DevnetFile {
+        nodes: Vec<RuntimeInfo>,
+    }
+    let text = std::fs::read_to_string(path)
+        .map_err(|e| ClientError::io(format!("reading {}", path.display()), e))?;
+    let file: DevnetFile = serde_json::from_str(&text)
+        .map_err(|e| ClientError::Usage(format!("{} is not a devnet file: {e}", path.display())))?;
+    let addrs: Vec<Multiaddr> = file.nodes.iter().filter_map(devnet_addr).collect();
+    if addrs.is_empty() {
+        return Err(ClientError::NoRelay {
+            path: path.to_owned(),
+            tried: 0,
+            last: "the file lists no node with a TCP address".into(),
+        });
+    }
+    Ok(addrs)
 }
 
 /// A node's first TCP multiaddr, with its peer id appended so the dial authenticates it.
@@ -272,10 +360,13 @@ fn build_swarm() -> std::result::Result<Swarm<ClientBehaviour>, String> {
                 [(STORE_PROTOCOL, ProtocolSupport::Outbound)],
                 rr_config,
             ),
-            // Full: the relay pushes live messages to the client as requests of its own.
+            // Full: the relay pushes live messages to the client as requests of its own. The
+            // flow-control window and MAX_OPEN_REQUESTS bound how many are open, not this.
             msg: request_response::Behaviour::new(
                 [(MSG_PROTOCOL, ProtocolSupport::Full)],
-                request_response::Config::default().with_request_timeout(MSG_REQUEST_TIMEOUT),
+                request_response::Config::default()
+                    .with_request_timeout(MSG_REQUEST_TIMEOUT)
+                    .with_max_concurrent_streams(MAX_WINDOW as usize + DELIVERY_QUEUE),
             ),
         })
         .map_err(|e| e.to_string())?
@@ -354,45 +445,233 @@ fn not_taken() -> MsgMessage {
 
 type PendingAnswer = BoxFuture<'static, (ResponseChannel<MsgMessage>, MsgMessage)>;
 
-/// Requests in flight, by protocol.
-#[derive(Default)]
-struct Pending {
-    store: HashMap<OutboundRequestId, oneshot::Sender<Result<StoreMessage>>>,
-    msg: HashMap<OutboundRequestId, oneshot::Sender<Result<MsgMessage>>>,
-}
-
-impl Pending {
-    fn fail(&mut self, id: &OutboundRequestId, reason: String) {
-        if let Some(reply) = self.store.remove(id) {
-            let _ = reply.send(Err(ClientError::Transport(reason)));
-        } else if let Some(reply) = self.msg.remove(id) {
-            let _ = reply.send(Err(ClientError::Transport(reason)));
-        }
-    }
-
-    fn fail_all(&mut self, reason: &str) {
-        for (_, reply) in self.store.drain() {
-            let _ = reply.send(Err(ClientError::Transport(reason.to_owned())));
-        }
-        for (_, reply) in self.msg.drain() {
-            let _ = reply.send(Err(ClientError::Transport(reason.to_owned())));
-        }
+/// The request's type, for messages.
+pub(crate) fn request_name(request: &MsgMessage) -> &'static str {
+    match request {
+        MsgMessage::Login { .. } => "Login",
+        MsgMessage::PublishRecord { .. } => "PublishRecord",
+        MsgMessage::FetchRecord { .. } => "FetchRecord",
+        MsgMessage::Send { .. } => "Send",
+        MsgMessage::Sync { .. } => "Sync",
+        MsgMessage::Ack { .. } => "Ack",
+        MsgMessage::Resume { .. } => "Resume",
+        MsgMessage::Deliver { .. } => "Deliver",
+        MsgMessage::Forward { .. } => "Forward",
+        MsgMessage::MailboxAppend { .. } => "MailboxAppend",
+        MsgMessage::MailboxRead { .. } => "MailboxRead",
+        MsgMessage::MailboxAck { .. } => "MailboxAck",
+        MsgMessage::MailboxIds { .. } => "MailboxIds",
+        _ => "answer",
     }
 }
 
-/// Owns the swarm: sends requests from `commands`, routes answers back, hands the relay's
-/// deliveries to the subscriber and answers them, and fails every request once the connection
-/// is gone. Ends when the [`Relay`] (every clone) is dropped.
+fn reason_text(reason: FlowReason) -> &'static str {
+    match reason {
+        FlowReason::BufferFull => "too many requests unanswered",
+        FlowReason::RateLimit => "over its rate limit",
+        FlowReason::SystemLoad => "the relay is overloaded",
+    }
+}
+
+/// A messaging request waiting for its turn, or in flight.
+#[derive(Debug)]
+struct Queued<R> {
+    /// Order of arrival: a request sent again goes back to its place in the queue.
+    seq: u64,
+    request: MsgMessage,
+    reply: R,
+    /// When the relay first answered it `Throttled`.
+    throttled_since: Option<Instant>,
+}
+
+/// What an answer means for its request.
+#[derive(Debug)]
+enum Answered<R> {
+    /// The final answer, or why there is none, for the caller.
+    Done(R, Result<MsgMessage>),
+    /// The relay did not take it now; it is queued again.
+    Retry,
+    /// Not a request in flight (it failed already when the connection was lost).
+    Unknown,
+}
+
+/// Flow control of one connection's messaging requests, without I/O: which queued request may
+/// go out now, what each answer means, and when to look again. `K` names a request in flight,
+/// `R` is where its answer goes.
+///
+/// Only answers count as consumed, not the relay's WINDOW_UPDATE totals: every request gets
+/// exactly one answer, so the client's own count is exact, while a relay's count of consumed
+/// requests may or may not include the ones it throttled or that timed out. FLOW_CONTROL's
+/// window and pause are taken, its consumed total replaced by ours for the same reason.
+#[derive(Debug)]
+struct Outbox<K, R> {
+    window: OutboundWindow,
+    /// Answers received, throttled ones excepted.
+    answered: u64,
+    queue: VecDeque<Queued<R>>,
+    sent: HashMap<K, Queued<R>>,
+    next_seq: u64,
+    capacity: usize,
+    max_open: usize,
+    /// One request at a time until then (see [`SINGLE_FILE_AFTER_RATE_LIMIT`]).
+    single_file_until: Option<Instant>,
+}
+
+impl<K: Hash + Eq, R> Outbox<K, R> {
+    fn new(capacity: usize, max_open: usize) -> Self {
+        Outbox {
+            window: OutboundWindow::new(),
+            answered: 0,
+            queue: VecDeque::new(),
+            sent: HashMap::new(),
+            next_seq: 0,
+            capacity,
+            max_open,
+            single_file_until: None,
+        }
+    }
+
+    /// Whether another request may be queued.
+    fn has_room(&self) -> bool {
+        self.queue.len() < self.capacity
+    }
+
+    fn push(&mut self, request: MsgMessage, reply: R) {
+        let seq = self.next_seq;
+        self.next_seq += 1;
+        self.queue.push_back(Queued { seq, request, reply, throttled_since: None });
+    }
+
+    /// The next request to send at `now`, if the window and the open-request bound allow;
+    /// hand it back with [`sent`](Self::sent).
+    fn next_to_send(&mut self, now: Instant) -> Option<Queued<R>> {
+        let single_file = self.single_file_until.is_some_and(|t| now < t);
+        let max_open = if single_file { 1 } else { self.max_open };
+        if self.sent.len() >= max_open || !self.window.can_send(now) {
+            return None;
+        }
+        let queued = self.queue.pop_front()?;
+        self.window.on_sent();
+        Some(queued)
+    }
+
+    fn sent(&mut self, key: K, queued: Queued<R>) {
+        self.sent.insert(key, queued);
+    }
+
+    fn consumed_one(&mut self) {
+        self.answered += 1;
+        self.window.on_update(self.answered as u32);
+    }
+
+    /// The relay's answer to request `key`.
+    fn on_answer(&mut self, key: &K, answer: MsgMessage, now: Instant) -> Answered<R> {
+        let Some(mut queued) = self.sent.remove(key) else { return Answered::Unknown };
+        let MsgMessage::Throttled { flow } = answer else {
+            self.consumed_one();
+            return Answered::Done(queued.reply, Ok(answer));
+        };
+        // The request had no effect: it is no longer in flight, and goes again later.
+        self.window.on_refused();
+        let signal = self.signal(&flow);
+        self.window.on_signal(&signal, now);
+        if signal.reason == FlowReason::RateLimit {
+            self.single_file_until = Some(now + SINGLE_FILE_AFTER_RATE_LIMIT);
+        }
+        let since = *queued.throttled_since.get_or_insert(now);
+        let waited = now.saturating_duration_since(since);
+        if waited >= MAX_THROTTLED {
+            let error = ClientError::Throttled {
+                request: request_name(&queued.request),
+                waited_secs: waited.as_secs(),
+                reason: reason_text(signal.reason),
+            };
+            return Answered::Done(queued.reply, Err(error));
+        }
+        let at = self.queue.partition_point(|q| q.seq < queued.seq);
+        self.queue.insert(at, queued);
+        Answered::Retry
+    }
+
+    /// Request `key` failed without an answer (timed out, stream broken): it no longer
+    /// occupies the window.
+    fn on_failure(&mut self, key: &K) -> Option<R> {
+        let queued = self.sent.remove(key)?;
+        self.consumed_one();
+        Some(queued.reply)
+    }
+
+    /// FLOW_CONTROL from the control stream: a new window, and a pause.
+    fn on_flow_control(&mut self, flow: &FlowControl, now: Instant) {
+        let signal = self.signal(flow);
+        self.window.on_signal(&signal, now);
+    }
+
+    fn signal(&self, flow: &FlowControl) -> FlowSignal {
+        let mut signal = FlowSignal::from_wire(flow);
+        signal.consumed = self.answered as u32;
+        if !signal.retry_after.is_zero() {
+            signal.retry_after += RETRY_MARGIN;
+        }
+        signal
+    }
+
+    /// When requests wait only for a pause to end: the time to look again.
+    fn wake_at(&self, now: Instant) -> Option<Instant> {
+        if self.queue.is_empty() { None } else { self.window.resume_at(now) }
+    }
+
+    /// Every request, queued or in flight, taken out (the connection is gone).
+    fn drain(&mut self) -> Vec<R> {
+        let queued = self.queue.drain(..).map(|q| q.reply);
+        queued.chain(self.sent.drain().map(|(_, q)| q.reply)).collect()
+    }
+}
+
+/// Storage requests in flight.
+type PendingStore = HashMap<OutboundRequestId, oneshot::Sender<Result<StoreMessage>>>;
+
+/// Sends every messaging request the flow control lets go now.
+fn flush(
+    swarm: &mut Swarm<ClientBehaviour>,
+    peer: &PeerId,
+    outbox: &mut Outbox<OutboundRequestId, MsgReply>,
+) {
+    let now = Instant::now();
+    while let Some(queued) = outbox.next_to_send(now) {
+        let id = swarm.behaviour_mut().msg.send_request(peer, queued.request.clone());
+        outbox.sent(id, queued);
+    }
+}
+
+/// Sleeps until `at`; forever without one.
+async fn sleep_until(at: Option<Instant>) {
+    match at {
+        Some(at) => tokio::time::sleep_until(tokio::time::Instant::from_std(at)).await,
+        None => std::future::pending().await,
+    }
+}
+
+/// Owns the swarm: sends requests (messaging ones under flow control, see [`Outbox`]), routes
+/// answers back, hands the relay's deliveries to the subscriber and answers them, and fails
+/// every request once the connection is gone. Ends when the [`Relay`] (every clone) is dropped.
 async fn drive(
     mut swarm: Swarm<ClientBehaviour>,
     peer: PeerId,
     mut commands: mpsc::Receiver<Command>,
+    mut msgs: mpsc::Receiver<MsgCommand>,
+    lost_flag: Arc<AtomicBool>,
 ) {
-    let mut pending = Pending::default();
+    let mut store: PendingStore = HashMap::new();
+    let mut outbox: Outbox<OutboundRequestId, MsgReply> = Outbox::new(MSG_QUEUE, MAX_OPEN_REQUESTS);
     let mut subscriber: Option<mpsc::Sender<Delivery>> = None;
     let mut answers: FuturesUnordered<PendingAnswer> = FuturesUnordered::new();
     let mut lost: Option<String> = None;
     loop {
+        if lost.is_none() {
+            flush(&mut swarm, &peer, &mut outbox);
+        }
+        let wake = outbox.wake_at(Instant::now());
         tokio::select! {
             command = commands.recv() => {
                 let Some(command) = command else { break };
@@ -408,19 +687,23 @@ async fn drive(
                     (Command::Store { reply, .. }, Some(reason)) => {
                         let _ = reply.send(Err(ClientError::Transport(reason.clone())));
                     }
-                    (Command::Msg { reply, .. }, Some(reason)) => {
-                        let _ = reply.send(Err(ClientError::Transport(reason.clone())));
-                    }
                     (Command::Store { request, reply }, None) => {
-                        let id = swarm.behaviour_mut().store.send_request(&peer, request);
-                        pending.store.insert(id, reply);
-                    }
-                    (Command::Msg { request, reply }, None) => {
-                        let id = swarm.behaviour_mut().msg.send_request(&peer, request);
-                        pending.msg.insert(id, reply);
+                        let id = swarm.behaviour_mut().store.send_request(&peer, *request);
+                        store.insert(id, reply);
                     }
                 }
             }
+            // Taken only while the queue has room: callers wait in the channel meanwhile.
+            msg = msgs.recv(), if outbox.has_room() || lost.is_some() => {
+                let Some(MsgCommand { request, reply }) = msg else { break };
+                match &lost {
+                    Some(reason) => {
+                        let _ = reply.send(Err(ClientError::Transport(reason.clone())));
+                    }
+                    None => outbox.push(request, reply),
+                }
+            }
+            () = sleep_until(wake) => {}
             Some((channel, answer)) = answers.next(), if !answers.is_empty() => {
                 // Fails only if the relay gave up waiting; it then keeps the messages.
                 let _ = swarm.behaviour_mut().msg.send_response(channel, answer);
@@ -431,12 +714,15 @@ async fn drive(
                         message: request_response::Message::Response { request_id, response },
                         ..
                     } => {
-                        if let Some(reply) = pending.store.remove(&request_id) {
+                        if let Some(reply) = store.remove(&request_id) {
                             let _ = reply.send(Ok(response));
                         }
                     }
                     request_response::Event::OutboundFailure { request_id, error, .. } => {
-                        pending.fail(&request_id, lost.clone().unwrap_or_else(|| error.to_string()));
+                        if let Some(reply) = store.remove(&request_id) {
+                            let reason = lost.clone().unwrap_or_else(|| error.to_string());
+                            let _ = reply.send(Err(ClientError::Transport(reason)));
+                        }
                     }
                     _ => {}
                 },
@@ -445,8 +731,10 @@ async fn drive(
                         message: request_response::Message::Response { request_id, response },
                         ..
                     } => {
-                        if let Some(reply) = pending.msg.remove(&request_id) {
-                            let _ = reply.send(Ok(response));
+                        if let Answered::Done(reply, answer) =
+                            outbox.on_answer(&request_id, response, Instant::now())
+                        {
+                            let _ = reply.send(answer);
                         }
                     }
                     request_response::Event::Message {
@@ -470,15 +758,27 @@ async fn drive(
                         }
                     }
                     request_response::Event::OutboundFailure { request_id, error, .. } => {
-                        pending.fail(&request_id, lost.clone().unwrap_or_else(|| error.to_string()));
+                        if let Some(reply) = outbox.on_failure(&request_id) {
+                            let reason = lost.clone().unwrap_or_else(|| error.to_string());
+                            let _ = reply.send(Err(ClientError::Transport(reason)));
+                        }
                     }
                     _ => {}
                 },
                 SwarmEvent::Behaviour(ClientBehaviourEvent::Control(ControlReport {
-                    event: ControlEvent::Dead { missed }, ..
-                })) => {
-                    lost = Some(format!("the relay stopped answering ({missed} pings missed)"));
-                }
+                    event, ..
+                })) => match event {
+                    ControlEvent::Dead { missed } => {
+                        lost = Some(format!("the relay stopped answering ({missed} pings missed)"));
+                        lost_flag.store(true, Ordering::Release);
+                    }
+                    ControlEvent::FlowControl(flow) => {
+                        outbox.on_flow_control(&flow, Instant::now());
+                    }
+                    // Answers are counted instead (see `Outbox`).
+                    ControlEvent::WindowUpdate(_) => {}
+                    _ => {}
+                },
                 SwarmEvent::ConnectionClosed { peer_id, num_established: 0, cause, .. }
                     if peer_id == peer =>
                 {
@@ -486,7 +786,15 @@ async fn drive(
                     let reason = lost
                         .clone()
                         .unwrap_or_else(|| format!("connection to the relay lost ({why})"));
-                    pending.fail_all(&reason);
+                    // Set before any caller hears of the failure, so it can tell a lost
+                    // connection from a failed request.
+                    lost_flag.store(true, Ordering::Release);
+                    for (_, reply) in store.drain() {
+                        let _ = reply.send(Err(ClientError::Transport(reason.clone())));
+                    }
+                    for reply in outbox.drain() {
+                        let _ = reply.send(Err(ClientError::Transport(reason.clone())));
+                    }
                     // Ends the subscriber's receiver, so a follower learns the connection is gone.
                     subscriber = None;
                     lost = Some(reason);
@@ -610,5 +918,173 @@ mod tests {
         std::fs::write(&path, nodes.to_string()).unwrap();
         let e = Relay::from_devnet(&path).await.unwrap_err();
         assert!(matches!(e, ClientError::NoRelay { tried: 1, .. }), "{e}");
+    }
+
+    // Flow control of messaging requests (`Outbox`), without a network: keys are numbers,
+    // replies the number of the request they answer.
+
+    use zmesh_core::flow::{BASE_PAUSE, INITIAL_WINDOW, MIN_WINDOW};
+    use zmesh_wire::control::FlowReasonCode;
+
+    fn send(n: u8) -> MsgMessage {
+        MsgMessage::Send { recipient: [1; 32], id: [n; 16], sealed: vec![n] }
+    }
+
+    fn sent(n: u8) -> MsgMessage {
+        MsgMessage::Sent { id: [n; 16], outcome: MsgOutcome::new(MsgStatus::Queued, "") }
+    }
+
+    fn throttled(reason: FlowReasonCode, retry_after_ms: u32) -> MsgMessage {
+        let flow = FlowControl { new_window: INITIAL_WINDOW, consumed: 0, reason, retry_after_ms };
+        MsgMessage::Throttled { flow }
+    }
+
+    /// Sends what may go at `now`: (key, request number) in the order sent.
+    fn send_ready(outbox: &mut Outbox<u32, u8>, now: Instant, keys: &mut u32) -> Vec<(u32, u8)> {
+        let mut out = Vec::new();
+        while let Some(queued) = outbox.next_to_send(now) {
+            *keys += 1;
+            out.push((*keys, queued.reply));
+            outbox.sent(*keys, queued);
+        }
+        out
+    }
+
+    /// The final answer, and which request it is for.
+    fn done(answered: Answered<u8>) -> (u8, MsgMessage) {
+        match answered {
+            Answered::Done(n, answer) => (n, answer.unwrap()),
+            other => panic!("not done: {other:?}"),
+        }
+    }
+
+    #[test]
+    fn a_throttled_request_goes_again_in_its_place_after_the_retry_after() {
+        let t0 = Instant::now();
+        let mut outbox = Outbox::new(100, 100);
+        let mut keys = 0;
+        for n in 1..=3 {
+            outbox.push(send(n), n);
+        }
+        let first = send_ready(&mut outbox, t0, &mut keys);
+        assert_eq!(first, [(1, 1), (2, 2), (3, 3)]);
+        outbox.push(send(4), 4);
+        // Answered out of order: 2 and 1 are throttled, 3 taken.
+        let full = FlowReasonCode::BufferFull;
+        assert!(matches!(outbox.on_answer(&2, throttled(full, 500), t0), Answered::Retry));
+        assert!(matches!(outbox.on_answer(&1, throttled(full, 500), t0), Answered::Retry));
+        assert_eq!(done(outbox.on_answer(&3, sent(3), t0)).0, 3);
+        // Nothing goes before the retry-after; the loop is told when to look again.
+        let resume = t0 + Duration::from_millis(500) + RETRY_MARGIN;
+        assert!(send_ready(&mut outbox, t0, &mut keys).is_empty());
+        assert_eq!(outbox.wake_at(t0), Some(resume));
+        // Then in the order they came, ahead of the one queued meanwhile.
+        let again = send_ready(&mut outbox, resume, &mut keys);
+        assert_eq!(again.iter().map(|(_, n)| *n).collect::<Vec<_>>(), [1, 2, 4]);
+        for (key, n) in again {
+            let answer = done(outbox.on_answer(&key, sent(n), resume));
+            assert_eq!(answer, (n, sent(n)), "the caller sees the final answer");
+        }
+        assert_eq!(outbox.window.in_flight(), 0);
+        assert_eq!(outbox.answered, 4, "throttled answers are not counted as consumed");
+        assert!(matches!(outbox.on_answer(&1, sent(1), resume), Answered::Unknown));
+    }
+
+    #[test]
+    fn after_a_rate_limit_requests_go_one_at_a_time_for_a_minute() {
+        let t0 = Instant::now();
+        let mut outbox = Outbox::new(100, 100);
+        let mut keys = 0;
+        for n in 1..=6 {
+            outbox.push(send(n), n);
+        }
+        let first = send_ready(&mut outbox, t0, &mut keys);
+        assert_eq!(first.len(), 6);
+        // The relay's bucket held two: the other four come back throttled.
+        done(outbox.on_answer(&1, sent(1), t0));
+        done(outbox.on_answer(&2, sent(2), t0));
+        for key in 3..=6 {
+            let answer = throttled(FlowReasonCode::RateLimit, 600);
+            assert!(matches!(outbox.on_answer(&key, answer, t0), Answered::Retry));
+        }
+        let resume = outbox.wake_at(t0).unwrap();
+        assert_eq!(resume, t0 + Duration::from_millis(600) + RETRY_MARGIN);
+        // One after the pause, the next once that one is answered.
+        assert_eq!(send_ready(&mut outbox, resume, &mut keys), [(7, 3)]);
+        assert!(send_ready(&mut outbox, resume, &mut keys).is_empty());
+        done(outbox.on_answer(&7, sent(3), resume));
+        assert_eq!(send_ready(&mut outbox, resume, &mut keys), [(8, 4)]);
+        done(outbox.on_answer(&8, sent(4), resume));
+        // A minute on, all at once again.
+        let later = t0 + SINGLE_FILE_AFTER_RATE_LIMIT;
+        assert_eq!(send_ready(&mut outbox, later, &mut keys).len(), 2);
+    }
+
+    #[test]
+    fn a_request_throttled_for_five_minutes_is_given_up() {
+        let mut now = Instant::now();
+        let started = now;
+        let mut outbox = Outbox::new(100, 100);
+        let mut keys = 0;
+        outbox.push(send(1), 1);
+        let error = loop {
+            let ready = send_ready(&mut outbox, now, &mut keys);
+            assert_eq!(ready.len(), 1, "sent again once the pause is over");
+            let load = throttled(FlowReasonCode::SystemLoad, 30_000);
+            if let Answered::Done(1, answer) = outbox.on_answer(&ready[0].0, load, now) {
+                break answer.unwrap_err();
+            }
+            now = outbox.wake_at(now).unwrap();
+        };
+        assert!(now.duration_since(started) >= MAX_THROTTLED);
+        assert!(now.duration_since(started) < MAX_THROTTLED + Duration::from_secs(31));
+        assert!(matches!(error, ClientError::Throttled { request: "Send", .. }), "{error}");
+        assert_eq!(error.kind(), crate::ErrorKind::Unavailable);
+        assert!(error.to_string().contains("overloaded"), "{error}");
+    }
+
+    #[test]
+    fn the_window_the_open_bound_and_the_queue_hold_requests_back() {
+        let t0 = Instant::now();
+        let mut keys = 0;
+        // At most 2 open, 3 queued.
+        let mut outbox = Outbox::new(3, 2);
+        for n in 1..=3 {
+            outbox.push(send(n), n);
+        }
+        assert!(!outbox.has_room(), "callers wait");
+        assert_eq!(send_ready(&mut outbox, t0, &mut keys).len(), 2);
+        assert!(outbox.has_room());
+        assert!(send_ready(&mut outbox, t0, &mut keys).is_empty());
+        assert_eq!(outbox.wake_at(t0), None, "an answer, not a timer, lets the next one go");
+        done(outbox.on_answer(&1, sent(1), t0));
+        assert_eq!(send_ready(&mut outbox, t0, &mut keys), [(3, 3)]);
+        // A request that failed without an answer frees its place too.
+        assert_eq!(outbox.on_failure(&2), Some(2));
+        assert_eq!(outbox.window.in_flight(), 1);
+        let mut left = outbox.drain();
+        left.sort_unstable();
+        assert_eq!(left, [3], "what the lost connection still had");
+
+        // FLOW_CONTROL from the control stream: a smaller window and a pause.
+        let mut outbox = Outbox::new(MSG_QUEUE, MAX_OPEN_REQUESTS);
+        for n in 0..200 {
+            outbox.push(send(n), n);
+        }
+        let flow = FlowControl {
+            new_window: 50,
+            // A relay's count that differs from ours changes nothing.
+            consumed: 77,
+            reason: FlowReasonCode::BufferFull,
+            retry_after_ms: 0,
+        };
+        outbox.on_flow_control(&flow, t0);
+        assert_eq!(outbox.window.window(), MIN_WINDOW, "clamped");
+        assert!(send_ready(&mut outbox, t0, &mut keys).is_empty(), "paused");
+        let resume = outbox.wake_at(t0).unwrap();
+        assert_eq!(resume, t0 + BASE_PAUSE, "no retry-after: the first backoff step");
+        let batch = send_ready(&mut outbox, resume, &mut keys);
+        assert_eq!(batch.len(), MIN_WINDOW as usize);
+        assert_eq!(batch[0].1, 0, "in order");
     }
 }

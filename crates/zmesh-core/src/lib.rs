@@ -4,6 +4,7 @@
 //! in `zmesh-node` owns the sockets and timers. Everything here is deterministic and testable
 //! without a network or a real clock.
 
+pub mod backoff;
 pub mod erasure;
 pub mod flow;
 pub mod handshake;

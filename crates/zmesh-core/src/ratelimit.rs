@@ -5,13 +5,19 @@
 //! A bucket holds up to `burst` tokens and refills at `limit` per `window`; each request takes
 //! one. A request with no token is refused with how long until one is back, which the driver
 //! sends as FLOW_CONTROL (RATE_LIMIT, retry-after). A request that comes before the retry-after
-//! the peer was given is a strike: the peer ignored the signal. A peer with
+//! the peer was given is a strike: the peer ignored the signal. Requests already on their way
+//! when the first refusal went out are not held against it: strikes count only from
+//! [`STRIKE_GRACE`] after that refusal. A peer with
 //! [`RateConfig::max_strikes`] strikes within [`RateConfig::strike_window`] is disconnected and
 //! banned for [`RateConfig::ban`]; one that waits as told is never punished, however busy.
 
 use std::collections::HashMap;
 use std::hash::Hash;
 use std::time::{Duration, Instant};
+
+/// How long after its first refusal a peer's requests are not yet strikes: what it sent
+/// before the refusal reached it is still arriving.
+pub const STRIKE_GRACE: Duration = Duration::from_secs(1);
 
 /// What a request is, for rate limiting.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
@@ -190,6 +196,10 @@ pub struct ConnectionLimiter {
     strikes: Vec<Instant>,
     /// When the peer was last told it may try again.
     retry_at: Option<Instant>,
+    /// When the current run of refusals began: the first refusal after a strike window
+    /// without any.
+    limited_since: Option<Instant>,
+    last_refusal: Option<Instant>,
 }
 
 fn index(class: TrafficClass) -> usize {
@@ -204,7 +214,14 @@ fn index(class: TrafficClass) -> usize {
 impl ConnectionLimiter {
     pub fn new(config: RateConfig, now: Instant) -> Self {
         let buckets = TrafficClass::ALL.map(|c| TokenBucket::new(config.rate(c), now));
-        ConnectionLimiter { config, buckets, strikes: Vec::new(), retry_at: None }
+        ConnectionLimiter {
+            config,
+            buckets,
+            strikes: Vec::new(),
+            retry_at: None,
+            limited_since: None,
+            last_refusal: None,
+        }
     }
 
     /// Judges one request of `class` at `now`.
@@ -212,11 +229,19 @@ impl ConnectionLimiter {
         match self.buckets[index(class)].try_take(now) {
             Ok(()) => Verdict::Allow,
             Err(retry_after) => {
-                let ignored = self.retry_at.is_some_and(|t| now < t);
+                let window = self.config.strike_window;
+                let new_run =
+                    self.last_refusal.is_none_or(|t| now.saturating_duration_since(t) >= window);
+                if new_run {
+                    self.limited_since = Some(now);
+                }
+                self.last_refusal = Some(now);
+                let since = self.limited_since.unwrap_or(now);
+                let in_grace = now.saturating_duration_since(since) < STRIKE_GRACE;
+                let ignored = !in_grace && self.retry_at.is_some_and(|t| now < t);
                 let retry_at = now + retry_after;
                 self.retry_at = Some(self.retry_at.map_or(retry_at, |t| t.max(retry_at)));
                 if ignored {
-                    let window = self.config.strike_window;
                     self.strikes.retain(|t| now.saturating_duration_since(*t) < window);
                     self.strikes.push(now);
                     if self.strikes.len() >= self.config.max_strikes as usize {
@@ -328,9 +353,18 @@ mod tests {
             verdicts.push(greedy.check(TrafficClass::Message, t0));
         }
         assert!(verdicts[..20].iter().all(|v| *v == Verdict::Allow));
-        // The first refusal tells it when to come back; each request before then is a strike.
-        assert!(verdicts[20..30].iter().all(|v| matches!(v, Verdict::Limited { .. })));
-        assert_eq!(verdicts[30], Verdict::Disconnect { ban: RateConfig::CLIENT.ban });
+        // The first refusal tells it when to come back. What arrives within the grace was on
+        // its way already; after it, each request before the retry-after is a strike.
+        assert!(verdicts[20..].iter().all(|v| matches!(v, Verdict::Limited { .. })));
+        let later = t0 + STRIKE_GRACE;
+        let mut after = Vec::new();
+        for _ in 0..12 {
+            after.push(greedy.check(TrafficClass::Message, later));
+        }
+        // One token came back in that second; the next refusal sets a new retry-after, and
+        // the ten requests that ignore it are the strikes.
+        let ban = Verdict::Disconnect { ban: RateConfig::CLIENT.ban };
+        assert_eq!(after.iter().position(|v| *v == ban), Some(11), "{after:?}");
 
         // A peer that waits out every retry-after is never disconnected.
         let mut polite = ConnectionLimiter::new(RateConfig::CLIENT, t0);

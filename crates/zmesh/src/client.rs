@@ -3,10 +3,13 @@
 //! and relay options are shared with the messaging commands (`msg.rs`).
 
 use std::path::{Path, PathBuf};
+use std::time::Duration;
 
 use clap::{Args, Subcommand};
 use zmesh_client::identity::{default_path, passphrase};
-use zmesh_client::{BlobId, Identity, Multiaddr, Progress, Relay};
+use zmesh_client::reconnect::{ReconnectPolicy, ReconnectingRelay, RelayDial};
+use zmesh_client::relay::devnet_addrs;
+use zmesh_client::{BlobId, ClientError, Identity, Multiaddr, Progress, ReconnectAttempt, Relay};
 use zmesh_types::DataType;
 
 #[derive(Args, Debug)]
@@ -22,10 +25,12 @@ pub struct IdentityArgs {
 #[derive(Args, Debug)]
 #[group(required = true, multiple = false)]
 pub struct RelayArgs {
-    /// The relay to use, e.g. /ip4/127.0.0.1/tcp/4001/p2p/12D3…
+    /// The relay to use, e.g. /ip4/127.0.0.1/tcp/4001/p2p/12D3…; repeat it to name alternates,
+    /// tried in order (and in turn when a lost connection is replaced).
     #[arg(long, value_name = "MULTIADDR")]
-    pub(crate) relay: Option<Multiaddr>,
-    /// Use the first node of this devnet.json that answers.
+    pub(crate) relay: Vec<Multiaddr>,
+    /// Use the first node of this devnet.json that answers (and the others in turn when a lost
+    /// connection is replaced).
     #[arg(long, value_name = "FILE")]
     pub(crate) devnet: Option<PathBuf>,
 }
@@ -34,9 +39,10 @@ pub struct RelayArgs {
 #[derive(Args, Debug)]
 #[group(required = false, multiple = false)]
 pub struct OptionalRelayArgs {
-    /// The relay to ask when needed, e.g. /ip4/127.0.0.1/tcp/4001/p2p/12D3…
+    /// The relay to ask when needed, e.g. /ip4/127.0.0.1/tcp/4001/p2p/12D3…; repeat it to name
+    /// alternates, tried in order.
     #[arg(long, value_name = "MULTIADDR")]
-    pub(crate) relay: Option<Multiaddr>,
+    pub(crate) relay: Vec<Multiaddr>,
     /// Ask the first node of this devnet.json that answers.
     #[arg(long, value_name = "FILE")]
     pub(crate) devnet: Option<PathBuf>,
@@ -110,8 +116,27 @@ impl IdentityArgs {
 }
 
 impl RelayArgs {
+    /// A connection to the first relay that answers.
     pub(crate) async fn connect(&self) -> anyhow::Result<Relay> {
-        connect(self.relay.as_ref(), self.devnet.as_deref())
+        Ok(self.connect_with_endpoints().await?.0)
+    }
+
+    /// A connection to the first relay that answers, replaced by the next that answers (with
+    /// backoff, see [`ReconnectingRelay`]) whenever it is lost. Each attempt is printed on
+    /// stderr. A request gives up after waiting `give_up` for a new connection.
+    pub(crate) async fn connect_reconnecting(
+        &self,
+        give_up: Duration,
+    ) -> anyhow::Result<ReconnectingRelay> {
+        let (relay, endpoints, index) = self.connect_with_endpoints().await?;
+        let policy = ReconnectPolicy { give_up, ..ReconnectPolicy::default() };
+        Ok(ReconnectingRelay::new(RelayDial, relay, endpoints, index, policy)
+            .with_observer(print_attempt))
+    }
+
+    /// The connection, every relay to try, and which of them answered.
+    async fn connect_with_endpoints(&self) -> anyhow::Result<(Relay, Vec<Multiaddr>, usize)> {
+        connect(&self.relay, self.devnet.as_deref())
             .await?
             .ok_or_else(|| anyhow::anyhow!("give --relay MULTIADDR or --devnet FILE"))
     }
@@ -120,19 +145,41 @@ impl RelayArgs {
 impl OptionalRelayArgs {
     /// A connection, or `None` when neither option was given.
     pub(crate) async fn connect(&self) -> anyhow::Result<Option<Relay>> {
-        connect(self.relay.as_ref(), self.devnet.as_deref()).await
+        Ok(connect(&self.relay, self.devnet.as_deref()).await?.map(|(relay, ..)| relay))
     }
 }
 
+fn print_attempt(attempt: &ReconnectAttempt) {
+    eprintln!(
+        "reconnecting to {} in {:.1} s (attempt {})",
+        attempt.addr,
+        attempt.delay.as_secs_f64(),
+        attempt.number
+    );
+}
+
+/// Connects to the first of the relays given that answers: the `--relay` addresses in order,
+/// or the nodes of the `--devnet` file.
 async fn connect(
-    relay: Option<&Multiaddr>,
+    relays: &[Multiaddr],
     devnet: Option<&Path>,
-) -> anyhow::Result<Option<Relay>> {
-    Ok(match (relay, devnet) {
-        (Some(addr), _) => Some(Relay::connect(addr.clone()).await?),
-        (None, Some(file)) => Some(Relay::from_devnet(file).await?),
-        (None, None) => None,
-    })
+) -> anyhow::Result<Option<(Relay, Vec<Multiaddr>, usize)>> {
+    let endpoints = match (relays, devnet) {
+        ([], None) => return Ok(None),
+        ([], Some(file)) => devnet_addrs(file)?,
+        (relays, _) => relays.to_vec(),
+    };
+    match Relay::connect_first(&endpoints).await {
+        Ok((relay, index)) => Ok(Some((relay, endpoints, index))),
+        Err((tried, last)) => match (relays, devnet) {
+            // One relay: its own error says it all.
+            ([_], _) => anyhow::bail!("{last}"),
+            ([], Some(path)) => {
+                Err(ClientError::NoRelay { path: path.to_owned(), tried, last }.into())
+            }
+            _ => anyhow::bail!("none of the {tried} relays answered; last error: {last}"),
+        },
+    }
 }
 
 fn mib(bytes: u64) -> String {

@@ -9,9 +9,12 @@ use std::time::Duration;
 use anyhow::Context;
 use clap::Args;
 use serde_json::json;
-use zmesh_client::mail::{FollowOptions, Tally, fetch_identity_key, parse_address};
+use zmesh_client::mail::{FollowOptions, Rejoined, Tally, fetch_identity_key, parse_address};
 use zmesh_client::messenger::default_dir;
-use zmesh_client::{ClientError, ErrorKind, Inbox, Incoming, Mailer, Messenger, Relay, Via};
+use zmesh_client::reconnect::DEFAULT_GIVE_UP;
+use zmesh_client::{
+    ClientError, Inbox, Incoming, Mailer, Messenger, Multiaddr, ReconnectingRelay, Via,
+};
 use zmesh_node::config::ConfigDuration;
 
 use crate::client::{IdentityArgs, OptionalRelayArgs, RelayArgs};
@@ -64,6 +67,9 @@ pub struct SafetyNumberArgs {
     identity: IdentityArgs,
 }
 
+/// How long `send` waits for a lost relay to come back (or another to answer).
+const SEND_GIVE_UP: Duration = Duration::from_secs(60);
+
 pub async fn send(args: SendArgs) -> anyhow::Result<()> {
     let recipient = parse_address(&args.address)?;
     let text = match args.text.as_deref() {
@@ -75,19 +81,11 @@ pub async fn send(args: SendArgs) -> anyhow::Result<()> {
     }
     let path = args.identity.path()?;
     let identity = args.identity.load()?;
-    let relay = args.relay.connect().await?;
+    // A connection lost before the answer is replaced and the message sent again: the relay
+    // may have taken it already, and the same id makes a second copy harmless.
+    let relay = args.relay.connect_reconnecting(SEND_GIVE_UP).await?;
     let mut mailer = Mailer::open(relay, identity, &default_dir(&path))?;
-    let outgoing = mailer.encrypt(&recipient, &text).await?;
-    let report = match mailer.send_sealed(&recipient, &outgoing).await {
-        // The relay may have taken it before the connection went; the same id makes a second
-        // copy harmless.
-        Err(e) if e.kind() == ErrorKind::Network => {
-            eprintln!("warning: {e}; sending again over a new connection");
-            mailer.replace_relay(args.relay.connect().await?);
-            mailer.send_sealed(&recipient, &outgoing).await?
-        }
-        other => other?,
-    };
+    let report = mailer.send(&recipient, &text).await?;
     let id = hex(&report.id);
     if args.json {
         let doc = json!({"id": id, "status": report.status.as_str(), "to": args.address});
@@ -125,14 +123,14 @@ pub async fn inbox(args: InboxArgs) -> anyhow::Result<()> {
         if args.follow { Box::pin(shutdown_signal()?) } else { Box::pin(std::future::pending()) };
     let path = args.identity.path()?;
     let identity = args.identity.load()?;
-    let relay = args.relay.connect().await?;
+    let relay = args.relay.connect_reconnecting(DEFAULT_GIVE_UP).await?;
     // Subscribed before the login, so no live message is turned away in between. Without
     // --follow, live messages are turned away and stay in the mailbox for the next time.
-    let deliveries = if args.follow { Some(relay.subscribe().await?) } else { None };
+    let subscription = if args.follow { Some(relay.subscribe().await?) } else { None };
     let mut mailer = Mailer::open(relay, identity, &default_dir(&path))?;
     let mut out = Printer { json: args.json, tally: Tally::default() };
     start(&mut mailer, &mut out).await?;
-    let Some(mut deliveries) = deliveries else {
+    let Some(subscription) = subscription else {
         eprintln!("{}", summary(&out.tally));
         return Ok(());
     };
@@ -140,32 +138,18 @@ pub async fn inbox(args: InboxArgs) -> anyhow::Result<()> {
         "{} from the mailbox; following {} at {} (Ctrl-C to stop)",
         summary(&out.tally),
         hex(&mailer.address()),
-        mailer.relay().addr()
+        mailer.relay().link().addr()
     );
     let options = FollowOptions { resync, ..FollowOptions::default() };
-    loop {
-        match mailer.follow(&mut deliveries, &mut out, options, shutdown.as_mut()).await {
-            Ok(_) => break,
-            Err(e) if e.kind() == ErrorKind::Network => {
-                eprintln!("warning: {e}; reconnecting");
-                let relay = tokio::select! {
-                    () = shutdown.as_mut() => break,
-                    relay = reconnect(&args.relay) => relay,
-                };
-                deliveries = relay.subscribe().await?;
-                mailer.replace_relay(relay);
-                start(&mut mailer, &mut out).await?;
-                eprintln!("following again at {}", mailer.relay().addr());
-            }
-            Err(e) => return Err(e.into()),
-        }
-    }
+    // A lost relay is replaced (with backoff, trying the other relays given in turn) and the
+    // session taken up again there; every attempt is printed.
+    mailer.follow_reconnecting(subscription, &mut out, options, shutdown.as_mut()).await?;
     eprintln!("{}", summary(&out.tally));
     Ok(())
 }
 
 /// Logs in, publishes the bundle and presence, and drains the mailbox.
-async fn start(mailer: &mut Mailer<Relay>, out: &mut Printer) -> anyhow::Result<()> {
+async fn start(mailer: &mut Mailer<ReconnectingRelay>, out: &mut Printer) -> anyhow::Result<()> {
     mailer.login().await?;
     mailer.publish_bundle().await?;
     mailer.publish_presence().await?;
@@ -174,19 +158,6 @@ async fn start(mailer: &mut Mailer<Relay>, out: &mut Printer) -> anyhow::Result<
         eprintln!("warning: the relay stopped making progress through the mailbox; try again");
     }
     Ok(())
-}
-
-/// Connects again, waiting longer after each failure (up to 30 s), until it works.
-async fn reconnect(args: &RelayArgs) -> Relay {
-    let mut wait = Duration::from_secs(1);
-    loop {
-        tokio::time::sleep(wait).await;
-        match args.connect().await {
-            Ok(relay) => return relay,
-            Err(e) => eprintln!("warning: {e:#}; retrying in {} s", wait.as_secs()),
-        }
-        wait = (wait * 2).min(Duration::from_secs(30));
-    }
 }
 
 fn shutdown_signal() -> anyhow::Result<impl Future<Output = ()> + Send> {
@@ -253,6 +224,10 @@ impl Inbox for Printer {
 
     fn warning(&mut self, error: &ClientError) {
         eprintln!("warning: {error}");
+    }
+
+    fn reconnected(&mut self, relay: &Multiaddr, how: Rejoined) {
+        eprintln!("following again at {relay} ({})", how.as_str());
     }
 }
 

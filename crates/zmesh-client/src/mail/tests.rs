@@ -38,6 +38,10 @@ struct Fake {
     quota: usize,
     /// Answers every request with this instead, when set.
     refuse: Option<MsgOutcome>,
+    /// Session tokens shown in `Resume` requests.
+    resumes: Vec<[u8; 32]>,
+    /// The answer to `Resume` instead of restoring the session, when set.
+    resume_answer: Option<MsgMessage>,
 }
 
 impl FakeRelay {
@@ -55,7 +59,19 @@ impl FakeRelay {
                 batch_max: 2,
                 quota: 1000,
                 refuse: None,
+                resumes: Vec::new(),
+                resume_answer: None,
             })),
+        }
+    }
+
+    /// Another relay in front of the same records and mailboxes.
+    fn elsewhere(&self) -> FakeRelay {
+        let peer = PeerId::random();
+        FakeRelay {
+            peer,
+            addr: format!("/ip4/127.0.0.1/tcp/4002/p2p/{peer}").parse().unwrap(),
+            state: self.state.clone(),
         }
     }
 
@@ -93,6 +109,12 @@ impl FakeRelay {
                         session_token: [0; 32],
                     },
                 }
+            }
+            MsgMessage::Resume { session_token } => {
+                fake.resumes.push(session_token);
+                fake.resume_answer
+                    .clone()
+                    .unwrap_or(MsgMessage::LoggedIn { outcome: MsgOutcome::ok(), session_token })
             }
             MsgMessage::PublishRecord { record } => match verify_record(&record, now) {
                 Ok(v) => {
@@ -572,6 +594,56 @@ async fn following_ends_with_the_connection_and_shrugs_off_refusals() {
     assert!(matches!(e, ClientError::Transport(_)), "{e}");
     assert!(!inbox.warnings.is_empty(), "the refused re-syncs were reported");
     assert!(inbox.warnings[0].contains("replicas busy"), "{:?}", inbox.warnings);
+}
+
+#[tokio::test]
+async fn a_rejoin_resumes_the_session_at_the_relay_that_issued_it_and_syncs() {
+    let relay = FakeRelay::new();
+    let mut bob = User::online(&relay).await;
+    let mut alice = User::new(&relay);
+    let away = texts("while away", 3);
+    send_all(&mut alice, &bob, &away).await;
+    let mut inbox = Collected::default();
+    let (how, report) = bob.mailer.rejoin(&mut inbox).await.unwrap();
+    assert_eq!(how, Rejoined::Resumed);
+    assert_eq!(report.tally.messages, 3);
+    assert_eq!(inbox.texts(), away);
+    assert_eq!(relay.fake().resumes, [[7; 32]], "the token of the login");
+    assert_eq!(relay.fake().logins.len(), 1, "no second login");
+}
+
+#[tokio::test]
+async fn another_relay_never_sees_the_token_and_gets_a_fresh_login_and_presence() {
+    let relay = FakeRelay::new();
+    let mut bob = User::online(&relay).await;
+    let other = relay.elsewhere();
+    bob.mailer.replace_relay(other.clone());
+    let (how, _) = bob.mailer.rejoin(&mut Collected::default()).await.unwrap();
+    assert_eq!(how, Rejoined::LoggedIn);
+    assert!(other.fake().resumes.is_empty(), "whoever holds the token can take the session");
+    assert_eq!(other.fake().logins.len(), 2);
+    let record = other.fake().records[&(RecordKind::Presence.code(), bob.address())].clone();
+    let value = PresenceValue::from_bytes(&record.value).unwrap();
+    assert_eq!(PeerId::from_bytes(&value.relay.peer_id).unwrap(), other.peer);
+}
+
+#[tokio::test]
+async fn a_session_the_relay_no_longer_has_means_a_fresh_login() {
+    let not_found = MsgMessage::LoggedIn {
+        outcome: MsgOutcome::new(MsgStatus::NotFound, "no session with this token"),
+        session_token: [0; 32],
+    };
+    // A relay that forgot the session, and one that does not know Resume at all.
+    let unknown = MsgMessage::Result { outcome: MsgOutcome::new(MsgStatus::BadRequest, "?") };
+    for answer in [not_found, unknown] {
+        let relay = FakeRelay::new();
+        let mut bob = User::online(&relay).await;
+        relay.fake().resume_answer = Some(answer);
+        let (how, _) = bob.mailer.rejoin(&mut Collected::default()).await.unwrap();
+        assert_eq!(how, Rejoined::LoggedIn);
+        assert_eq!(relay.fake().resumes.len(), 1);
+        assert_eq!(relay.fake().logins.len(), 2);
+    }
 }
 
 #[test]
