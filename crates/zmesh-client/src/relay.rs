@@ -22,7 +22,7 @@ use std::future::Future;
 use std::hash::Hash;
 use std::path::Path;
 use std::sync::Arc;
-use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::time::{Duration, Instant};
 
 use futures::StreamExt;
@@ -150,8 +150,17 @@ pub struct Relay {
     /// Apart from `commands`, so that a full messaging queue holds up messaging only.
     msgs: mpsc::Sender<MsgCommand>,
     lost: Arc<AtomicBool>,
+    backlog: Arc<Backlog>,
     peer: PeerId,
     addr: Multiaddr,
+}
+
+/// Messaging requests waiting in this connection's local queue and sent but unanswered,
+/// refreshed by the connection's task (for progress reports and tests of backpressure).
+#[derive(Debug, Default)]
+struct Backlog {
+    queued: AtomicUsize,
+    in_flight: AtomicUsize,
 }
 
 impl std::fmt::Debug for Command {
@@ -188,8 +197,9 @@ impl Relay {
         let (commands, rx) = mpsc::channel(16);
         let (msgs, msg_rx) = mpsc::channel(MSG_CHANNEL);
         let lost = Arc::new(AtomicBool::new(false));
-        tokio::spawn(drive(swarm, peer, rx, msg_rx, lost.clone()));
-        Ok(Relay { commands, msgs, lost, peer, addr })
+        let backlog = Arc::new(Backlog::default());
+        tokio::spawn(drive(swarm, peer, rx, msg_rx, lost.clone(), backlog.clone()));
+        Ok(Relay { commands, msgs, lost, backlog, peer, addr })
     }
 
     /// Connects to the first node of a devnet file (`{"nodes": [{"peer_id", "multiaddrs", …}]}`)
@@ -240,6 +250,15 @@ impl Relay {
     /// then fails at once.
     pub fn is_lost(&self) -> bool {
         self.lost.load(Ordering::Acquire)
+    }
+
+    /// Messaging requests `(queued here, sent and unanswered)`: bounded by [`MSG_QUEUE`] and
+    /// [`MAX_OPEN_REQUESTS`] however slowly the relay answers.
+    pub fn backlog(&self) -> (usize, usize) {
+        (
+            self.backlog.queued.load(Ordering::Relaxed),
+            self.backlog.in_flight.load(Ordering::Relaxed),
+        )
     }
 
     /// Starts taking the messages the relay pushes live (after a login). Subscribe before
@@ -661,6 +680,7 @@ async fn drive(
     mut commands: mpsc::Receiver<Command>,
     mut msgs: mpsc::Receiver<MsgCommand>,
     lost_flag: Arc<AtomicBool>,
+    backlog: Arc<Backlog>,
 ) {
     let mut store: PendingStore = HashMap::new();
     let mut outbox: Outbox<OutboundRequestId, MsgReply> = Outbox::new(MSG_QUEUE, MAX_OPEN_REQUESTS);
@@ -671,6 +691,8 @@ async fn drive(
         if lost.is_none() {
             flush(&mut swarm, &peer, &mut outbox);
         }
+        backlog.queued.store(outbox.queue.len(), Ordering::Relaxed);
+        backlog.in_flight.store(outbox.sent.len(), Ordering::Relaxed);
         let wake = outbox.wake_at(Instant::now());
         tokio::select! {
             command = commands.recv() => {

@@ -203,3 +203,45 @@ fn nothing_is_answered_before_the_handshake() {
         (metric(node.api(), series) >= 1.0).then_some(())
     });
 }
+
+#[test]
+fn a_sender_to_a_stopped_relay_holds_a_bounded_backlog_and_resumes() {
+    // One sender's thousands of messages: the relay's allowance is raised for this load.
+    let node = Node::start(&[
+        "rate_limits.client_messages=100000000/1m",
+        "rate_limits.client_messages_burst=1000000",
+    ]);
+    let addr: Multiaddr = node.tcp_addr().parse().unwrap();
+    let rt = runtime();
+    rt.block_on(async {
+        let relay = zmesh_client::Relay::connect(addr).await.unwrap();
+        // The relay stops reading: its process is stopped.
+        common::signal(node.child.id(), nix::sys::signal::Signal::SIGSTOP);
+        let sends = (0..3000u32).map(|n| {
+            let relay = relay.clone();
+            tokio::spawn(async move { zmesh_client::MsgRelay::request(&relay, send(n)).await })
+        });
+        let sends: Vec<_> = sends.collect();
+        tokio::time::sleep(Duration::from_secs(2)).await;
+        let (queued, in_flight) = relay.backlog();
+        eprintln!("relay stopped: {queued} queued, {in_flight} in flight");
+        assert_eq!(in_flight, zmesh_client::relay::MAX_OPEN_REQUESTS, "the window is full");
+        assert!(
+            queued > 2000 && queued <= zmesh_client::relay::MSG_QUEUE,
+            "held locally: {queued}"
+        );
+        common::signal(node.child.id(), nix::sys::signal::Signal::SIGCONT);
+        let mut answered = 0;
+        for send in sends {
+            let answer = send.await.unwrap();
+            assert!(queued_answer(&answer), "{answer:?}");
+            answered += 1;
+        }
+        assert_eq!(answered, 3000);
+        assert_eq!(relay.backlog(), (0, 0));
+    });
+}
+
+fn queued_answer(answer: &zmesh_client::Result<MsgMessage>) -> bool {
+    matches!(answer, Ok(MsgMessage::Sent { outcome, .. }) if outcome.status == MsgStatus::Queued)
+}
