@@ -10,8 +10,9 @@
 //!   logs in; sender A (not logged in: senders are anonymous) connects to node 0 and sends
 //!   `--messages` messages to B's address with `--window` `Send`s in flight, then
 //!   `--latency-samples` one at a time. B answers every `Deliver` batch and notes when each
-//!   message arrived. The window is shared by enough sender connections that none carries more
-//!   than the 100 requests a client connection allows at once (`--connections` overrides).
+//!   message arrived. The window is shared by enough sender connections that none has more
+//!   than the client's limit of open requests per connection (`--connections` overrides);
+//!   more would only wait in the client's own queue.
 //! - **Federated**: a fresh receiver connects to node 1, logs in there and publishes its
 //!   presence; A still sends through node 0, which looks the presence up and forwards to node 1.
 //!
@@ -60,9 +61,8 @@ const BENCH_RATE_LIMITS: [&str; 3] = [
     "rate_limits.client_messages_burst=1000000",
     "rate_limits.window=10000",
 ];
-/// Requests one client connection may have in flight: the client's request-response streams
-/// are libp2p's default, and a request beyond them fails at once instead of waiting.
-const CLIENT_STREAMS: usize = 100;
+/// Requests one client connection has open at most; more wait in its local queue.
+const CLIENT_STREAMS: usize = zmesh_client::relay::MAX_OPEN_REQUESTS;
 /// `/proc/PID/stat` counts CPU time in USER_HZ ticks, which Linux fixes at 100 for user space.
 const TICKS_PER_SEC: f64 = 100.0;
 
@@ -81,7 +81,7 @@ pub struct MessagingArgs {
     #[arg(long, default_value_t = 2000)]
     latency_samples: usize,
     /// Sender connections to the relay, sharing the window [default: enough for at most
-    /// 100 requests in flight on each, the client's limit per connection].
+    /// 256 requests in flight on each, the client's limit per connection].
     #[arg(long)]
     connections: Option<usize>,
     /// Devnet directory [default: a fresh temporary directory].
