@@ -19,6 +19,11 @@ if [[ ${#targets[@]} -eq 0 ]]; then
     exit 1
 fi
 
+# One build of every target first, so a build error is reported as such and each run below
+# spends its time fuzzing.
+echo "==> building ${#targets[@]} targets"
+RUSTC_BOOTSTRAP=1 cargo fuzz build --fuzz-dir "$fuzz_dir"
+
 log_dir="$(mktemp -d)"
 trap 'rm -rf "$log_dir"' EXIT
 failed=()

@@ -40,6 +40,8 @@ use crate::{ClientError, Result};
 
 mod bundle;
 mod content;
+#[doc(hidden)]
+pub mod fuzzing;
 mod receive;
 mod state;
 #[cfg(test)]

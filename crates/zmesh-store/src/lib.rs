@@ -33,6 +33,8 @@
 //! acknowledged survives a crash.
 
 mod error;
+#[doc(hidden)]
+pub mod fuzzing;
 pub mod mailbox;
 mod record;
 mod registry;

@@ -412,6 +412,16 @@ fn finish(txn: WriteTransaction, changed: bool) -> Result<(), StoreError> {
     Ok(())
 }
 
+/// Decodes a stored entry value (expiry and body): [`crate::fuzzing`] only.
+pub(crate) fn decode_entry_value(value: &[u8]) -> Result<(u64, &[u8]), StoreError> {
+    codec::decode(value)
+}
+
+/// Encodes an entry value: [`crate::fuzzing`] only.
+pub(crate) fn encode_entry_value(expires_at_ms: u64, body: &[u8]) -> Result<Vec<u8>, StoreError> {
+    codec::encode(expires_at_ms, body)
+}
+
 #[cfg(test)]
 #[path = "mailbox_tests.rs"]
 mod tests;

@@ -37,7 +37,7 @@ pub struct ChunkEntry {
 }
 
 impl ChunkEntry {
-    fn encode(&self) -> Result<Vec<u8>, StoreError> {
+    pub(crate) fn encode(&self) -> Result<Vec<u8>, StoreError> {
         if self.certificate.len() > MAX_CERTIFICATE || self.record.len() > MAX_RECORD {
             return Err(StoreError::Invalid("certificate or placement record too long".into()));
         }
@@ -49,7 +49,7 @@ impl ChunkEntry {
         Ok(out)
     }
 
-    fn decode(bytes: &[u8]) -> Result<Self, StoreError> {
+    pub(crate) fn decode(bytes: &[u8]) -> Result<Self, StoreError> {
         let corrupt = || StoreError::Corrupt("chunk registry entry is malformed".into());
         let (head, rest) = bytes.split_at_checked(12).ok_or_else(corrupt)?;
         let mut expires = [0u8; 8];

@@ -164,7 +164,7 @@ impl State {
     }
 
     /// The plaintext of the state file (wiped when dropped).
-    fn encode(&self, key: &[u8; 32]) -> Zeroizing<Vec<u8>> {
+    pub(super) fn encode(&self, key: &[u8; 32]) -> Zeroizing<Vec<u8>> {
         let mut out = Zeroizing::new(Vec::new());
         out.push(STATE_VERSION);
         put_blob(&mut out, &self.account.pickle(key));
@@ -195,7 +195,7 @@ impl State {
         out
     }
 
-    fn decode(plain: &[u8], key: &[u8; 32]) -> std::result::Result<State, String> {
+    pub(super) fn decode(plain: &[u8], key: &[u8; 32]) -> std::result::Result<State, String> {
         let mut r = Reader::new(plain);
         let version = r.u8("state version").map_err(wire)?;
         if version != STATE_VERSION {
