@@ -7,14 +7,12 @@
 
 mod common;
 
-use std::io::{BufRead, BufReader, Read};
 use std::path::{Path, PathBuf};
-use std::process::{Child, Command, Output, Stdio};
-use std::sync::{Arc, Mutex, mpsc};
+use std::process::{Command, Output, Stdio};
 use std::time::{Duration, Instant};
 
-use common::{BIN, Devnet, signal, wait_for};
-use nix::sys::signal::Signal;
+use common::follow::Follower;
+use common::{BIN, Devnet};
 use serde_json::Value;
 
 const PASSPHRASE: &str = "correct horse battery staple";
@@ -86,92 +84,6 @@ impl User {
 }
 
 /// A running `zmesh inbox --follow --json`, its output collected as it comes.
-struct Follower {
-    child: Child,
-    lines: mpsc::Receiver<Value>,
-    stderr: Arc<Mutex<String>>,
-}
-
-impl Follower {
-    fn start(user: &User, relay: &str) -> Follower {
-        let mut child = user
-            .command(&["inbox", "--follow", "--json", "--resync", "1s", "--relay", relay])
-            .stdin(Stdio::null())
-            .stdout(Stdio::piped())
-            .stderr(Stdio::piped())
-            .spawn()
-            .expect("spawn inbox");
-        let (tx, lines) = mpsc::channel();
-        let stdout = BufReader::new(child.stdout.take().unwrap());
-        std::thread::spawn(move || {
-            for line in stdout.lines() {
-                let line = line.unwrap();
-                let doc = serde_json::from_str(&line).unwrap_or_else(|e| panic!("{e}: {line}"));
-                if tx.send(doc).is_err() {
-                    break;
-                }
-            }
-        });
-        let stderr = Arc::new(Mutex::new(String::new()));
-        let collected = stderr.clone();
-        let mut pipe = child.stderr.take().unwrap();
-        std::thread::spawn(move || {
-            let mut buf = [0; 1024];
-            while let Ok(n) = pipe.read(&mut buf) {
-                if n == 0 {
-                    break;
-                }
-                collected.lock().unwrap().push_str(&String::from_utf8_lossy(&buf[..n]));
-            }
-        });
-        let mut follower = Follower { child, lines, stderr };
-        wait_for("the inbox to follow", Duration::from_secs(60), || {
-            if let Ok(Some(status)) = follower.child.try_wait() {
-                panic!("inbox exited ({status}): {}", follower.stderr());
-            }
-            follower.stderr().contains("following").then_some(())
-        });
-        follower
-    }
-
-    fn stderr(&self) -> String {
-        self.stderr.lock().unwrap().clone()
-    }
-
-    /// The next `n` messages printed, waiting up to a minute in all.
-    fn take(&self, n: usize) -> Vec<Value> {
-        let deadline = Instant::now() + Duration::from_secs(60);
-        (0..n)
-            .map(|i| {
-                let left = deadline.saturating_duration_since(Instant::now());
-                self.lines.recv_timeout(left).unwrap_or_else(|_| {
-                    panic!("only {i} of {n} messages arrived; inbox said: {}", self.stderr())
-                })
-            })
-            .collect()
-    }
-
-    /// Stops it as Ctrl-C would; it must exit cleanly and have printed nothing more.
-    fn stop(mut self) {
-        signal(self.child.id(), Signal::SIGINT);
-        let status = wait_for("the inbox to exit", Duration::from_secs(20), || {
-            self.child.try_wait().ok().flatten()
-        });
-        assert!(status.success(), "inbox exited with {status}: {}", self.stderr());
-        // Give the output thread a moment to pass on anything printed late.
-        std::thread::sleep(Duration::from_millis(200));
-        let extra: Vec<Value> = self.lines.try_iter().collect();
-        assert!(extra.is_empty(), "printed more than was sent: {extra:?}");
-    }
-}
-
-impl Drop for Follower {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
-}
-
 /// Each sent message arrived once, in order, with its text, id and sender.
 fn check(received: &[Value], sent: &[(String, String)], from: &User, via: &[&str]) {
     assert_eq!(received.len(), sent.len());
@@ -208,17 +120,21 @@ fn messages_arrive_once_and_in_order_directly_federated_and_from_the_mailbox() {
 
         // 1. Bob follows on the relay Alice sends through.
         let started = Instant::now();
-        let follower = Follower::start(&bob, &r1);
+        let follower = Follower::spawn(
+            bob.command(&["inbox", "--follow", "--json", "--resync", "1s", "--relay", &r1]),
+        );
         let sent = alice.send_many(&bob, "direct", &r1, "delivered");
-        check(&follower.take(MESSAGES), &sent, &alice, &["live"]);
+        check(&follower.take(MESSAGES, Duration::from_secs(60)), &sent, &alice, &["live"]);
         follower.stop();
         eprintln!("direct: {:?}", started.elapsed());
 
         // 2. Bob follows on another relay: Alice's relay forwards to his.
         let started = Instant::now();
-        let follower = Follower::start(&bob, &r2);
+        let follower = Follower::spawn(
+            bob.command(&["inbox", "--follow", "--json", "--resync", "1s", "--relay", &r2]),
+        );
         let sent = alice.send_many(&bob, "federated", &r1, "delivered");
-        check(&follower.take(MESSAGES), &sent, &alice, &["live"]);
+        check(&follower.take(MESSAGES, Duration::from_secs(60)), &sent, &alice, &["live"]);
         follower.stop();
         eprintln!("federated: {:?}", started.elapsed());
 

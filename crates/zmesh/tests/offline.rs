@@ -25,17 +25,13 @@ use zmesh_node::node::reports::LookupReport;
 static HEAVY: Mutex<()> = Mutex::new(());
 
 fn settings(extra: &[&'static str]) -> Vec<&'static str> {
-    let mut s = vec![
-        // Fast dead-peer detection, so lookups stop offering killed nodes quickly.
-        "keepalive.ping_interval=1s",
-        "keepalive.ping_jitter=100ms",
-        "keepalive.pong_timeout=500ms",
+    let mut s = common::fast_keepalive_with(&[
         "messaging.request_timeout=3s",
         "messaging.gc_interval=1s",
         // One sender's 1,000 messages in seconds: far above a user's allowance of 100 a minute.
         "rate_limits.client_messages=1000000/1m",
         "rate_limits.client_messages_burst=10000",
-    ];
+    ]);
     s.extend_from_slice(extra);
     s
 }

@@ -9,13 +9,13 @@
 
 mod common;
 
-use std::io::{BufRead, BufReader, Read};
 use std::path::Path;
 use std::process::{Child, Command, Stdio};
 use std::sync::atomic::{AtomicUsize, Ordering};
-use std::sync::{Arc, Mutex, mpsc};
+use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
+use common::follow::Follower;
 use common::{BIN, Devnet, metric, signal, wait_for};
 use nix::sys::signal::Signal;
 use serde_json::Value;
@@ -116,102 +116,22 @@ fn hex(bytes: &[u8]) -> String {
 }
 
 /// `zmesh inbox --follow --json` for a new identity, its output collected as it comes.
-struct Follower {
-    child: Child,
-    address: [u8; 32],
-    lines: mpsc::Receiver<Value>,
-    stderr: Arc<Mutex<String>>,
-}
-
-impl Follower {
-    fn start(dir: &Path, relay: &Multiaddr) -> Follower {
-        let identity = dir.join("bob.id");
-        let zmesh = |args: &[&str]| {
-            let mut cmd = Command::new(BIN);
-            cmd.args(args).arg("--identity").arg(&identity).env("ZMESH_PASSPHRASE", PASSPHRASE);
-            cmd
-        };
-        let out = zmesh(&["id", "new"]).output().unwrap();
-        assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
-        let out = zmesh(&["id", "show", "--json"]).output().unwrap();
-        let doc: Value = serde_json::from_slice(&out.stdout).unwrap();
-        let address = zmesh_client::mail::parse_address(doc["address"].as_str().unwrap()).unwrap();
-        let relay = relay.to_string();
-        let mut child =
-            zmesh(&["inbox", "--follow", "--json", "--resync", "1s", "--relay", &relay])
-                .stdin(Stdio::null())
-                .stdout(Stdio::piped())
-                .stderr(Stdio::piped())
-                .spawn()
-                .unwrap();
-        let (tx, lines) = mpsc::channel();
-        let stdout = BufReader::new(child.stdout.take().unwrap());
-        std::thread::spawn(move || {
-            for line in stdout.lines() {
-                let line = line.unwrap();
-                let doc = serde_json::from_str(&line).unwrap_or_else(|e| panic!("{e}: {line}"));
-                if tx.send(doc).is_err() {
-                    break;
-                }
-            }
-        });
-        let stderr = Arc::new(Mutex::new(String::new()));
-        let collected = stderr.clone();
-        let mut pipe = child.stderr.take().unwrap();
-        std::thread::spawn(move || {
-            let mut buf = [0; 1024];
-            while let Ok(n) = pipe.read(&mut buf) {
-                if n == 0 {
-                    break;
-                }
-                collected.lock().unwrap().push_str(&String::from_utf8_lossy(&buf[..n]));
-            }
-        });
-        let mut follower = Follower { child, address, lines, stderr };
-        wait_for("the inbox to follow", Duration::from_secs(60), || {
-            if let Ok(Some(status)) = follower.child.try_wait() {
-                panic!("inbox exited ({status}): {}", follower.stderr());
-            }
-            follower.stderr().contains("following").then_some(())
-        });
-        follower
-    }
-
-    fn stderr(&self) -> String {
-        self.stderr.lock().unwrap().clone()
-    }
-
-    /// The next `n` messages printed, waiting up to `timeout` in all.
-    fn take(&self, n: usize, timeout: Duration) -> Vec<Value> {
-        let deadline = Instant::now() + timeout;
-        (0..n)
-            .map(|i| {
-                let left = deadline.saturating_duration_since(Instant::now());
-                self.lines.recv_timeout(left).unwrap_or_else(|_| {
-                    panic!("only {i} of {n} messages arrived; inbox said: {}", self.stderr())
-                })
-            })
-            .collect()
-    }
-
-    /// Stops it as Ctrl-C would: it exits cleanly, having printed nothing more.
-    fn stop(mut self) {
-        signal(self.child.id(), Signal::SIGINT);
-        let status = wait_for("the inbox to exit", Duration::from_secs(20), || {
-            self.child.try_wait().ok().flatten()
-        });
-        assert!(status.success(), "inbox exited with {status}: {}", self.stderr());
-        std::thread::sleep(Duration::from_millis(200));
-        let extra: Vec<Value> = self.lines.try_iter().collect();
-        assert!(extra.is_empty(), "printed more than was sent: {extra:?}");
-    }
-}
-
-impl Drop for Follower {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
+/// A new identity for Bob in `dir`, following on `relay`: the process and Bob's address.
+fn follow_as_new_user(dir: &Path, relay: &Multiaddr) -> (Follower, [u8; 32]) {
+    let identity = dir.join("bob.id");
+    let zmesh = |args: &[&str]| {
+        let mut cmd = Command::new(BIN);
+        cmd.args(args).arg("--identity").arg(&identity).env("ZMESH_PASSPHRASE", PASSPHRASE);
+        cmd
+    };
+    let out = zmesh(&["id", "new"]).output().unwrap();
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    let out = zmesh(&["id", "show", "--json"]).output().unwrap();
+    let doc: Value = serde_json::from_slice(&out.stdout).unwrap();
+    let address = zmesh_client::mail::parse_address(doc["address"].as_str().unwrap()).unwrap();
+    let relay = relay.to_string();
+    let inbox = zmesh(&["inbox", "--follow", "--json", "--resync", "1s", "--relay", &relay]);
+    (Follower::spawn(inbox), address)
 }
 
 #[test]
@@ -224,7 +144,7 @@ fn a_follower_whose_relay_is_killed_comes_back_and_prints_every_message_once_in_
     let rt = runtime();
     let mut restarted = None;
     devnet.explain("messag", || {
-        let bob = Follower::start(dir.path(), &relay_addr(&devnet, bob_relay));
+        let (bob, bob_address) = follow_as_new_user(dir.path(), &relay_addr(&devnet, bob_relay));
         let alice = User::new(dir.path(), "alice");
         let mut alice =
             alice.mailer(rt.block_on(Relay::connect(relay_addr(&devnet, alice_relay))).unwrap());
@@ -241,7 +161,7 @@ fn a_follower_whose_relay_is_killed_comes_back_and_prints_every_message_once_in_
                 std::thread::sleep(Duration::from_secs(3).saturating_sub(down));
                 restarted = Some(restart_on_same_port(&devnet, bob_relay));
             }
-            let report = rt.block_on(alice.send(&bob.address, &text(n))).unwrap();
+            let report = rt.block_on(alice.send(&bob_address, &text(n))).unwrap();
             match n {
                 0..30 => assert_eq!(report.status, SendStatus::Delivered, "message {n}"),
                 // The follower's relay is down: into the mailbox.

@@ -21,13 +21,7 @@ const PERIOD: Duration = Duration::from_secs(4);
 static HEAVY: Mutex<()> = Mutex::new(());
 
 fn settings(extra: &[&'static str]) -> Vec<&'static str> {
-    let mut s = vec![
-        // Fast dead-peer detection, so lookups stop offering killed nodes quickly.
-        "keepalive.ping_interval=1s",
-        "keepalive.ping_jitter=100ms",
-        "keepalive.pong_timeout=500ms",
-        "repair.scan_interval=4s",
-    ];
+    let mut s = common::fast_keepalive_with(&["repair.scan_interval=4s"]);
     s.extend_from_slice(extra);
     s
 }

@@ -5,12 +5,12 @@
 use std::time::Duration;
 
 use libp2p::PeerId;
-use tokio::sync::{mpsc, oneshot};
+use tokio::sync::mpsc;
 use zmesh_types::Key256;
 use zmesh_wire::msg::MsgMessage;
 
 use crate::node::Command;
-use crate::storage::{PeerAddrs, await_answer, closest_peers};
+use crate::storage::{PeerAddrs, closest_peers, request_through};
 
 #[derive(Debug, Clone)]
 pub struct MsgNet {
@@ -38,14 +38,12 @@ impl MsgNet {
         message: MsgMessage,
         timeout: Duration,
     ) -> Result<MsgMessage, String> {
-        let (tx, rx) = oneshot::channel();
-        let command = Command::MsgRequest {
+        let make = |reply| Command::MsgRequest {
             peer: peer.0,
             addrs: peer.1,
             message: Box::new(message),
-            reply: tx,
+            reply,
         };
-        self.commands.send(command).await.map_err(|_| "node stopped".to_string())?;
-        await_answer(rx, timeout).await
+        request_through(&self.commands, make, timeout).await
     }
 }

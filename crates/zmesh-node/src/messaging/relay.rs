@@ -64,6 +64,11 @@ fn random_token() -> [u8; 32] {
     token
 }
 
+/// The answer to a login or resume that opened no session.
+fn not_logged_in(status: MsgStatus, detail: impl Into<String>) -> MsgMessage {
+    MsgMessage::LoggedIn { outcome: MsgOutcome::new(status, detail), session_token: [0; 32] }
+}
+
 fn short(address: &[u8; 32]) -> String {
     hex::encode(&address[..4])
 }
@@ -183,28 +188,10 @@ impl MessageRelay {
         };
         let address = match verified {
             Ok(a) => a,
-            Err(e) => {
-                return MsgMessage::LoggedIn {
-                    outcome: MsgOutcome::new(e.status(), e.to_string()),
-                    session_token: [0; 32],
-                };
-            }
+            Err(e) => return not_logged_in(e.status(), e.to_string()),
         };
-        let token = random_token();
-        {
-            let mut sessions = crate::lock(&self.sessions);
-            if let Err(e) = sessions.admit(&address, &peer) {
-                return MsgMessage::LoggedIn {
-                    outcome: MsgOutcome::new(MsgStatus::Quota, e.to_string()),
-                    session_token: [0; 32],
-                };
-            }
-            let timeout = self.config.deliver_timeout.0;
-            sessions.insert(address, Session::start(self.net.clone(), peer, token, timeout));
-        }
-        self.stats.logins.inc();
-        tracing::debug!(%peer, user = %short(&address), "user logged in");
-        MsgMessage::LoggedIn { outcome: MsgOutcome::ok(), session_token: token }
+        let mut sessions = crate::lock(&self.sessions);
+        self.open_session(&mut sessions, address, peer, random_token(), "user logged in")
     }
 
     /// Moves the session `token` names to `peer`'s connection, keeping the token.
@@ -212,21 +199,27 @@ impl MessageRelay {
         let mut sessions = crate::lock(&self.sessions);
         let Some(address) = sessions.resume(&token, Instant::now()) else {
             let detail = "no session with this token (expired, or the relay restarted): log in";
-            return MsgMessage::LoggedIn {
-                outcome: MsgOutcome::new(MsgStatus::NotFound, detail),
-                session_token: [0; 32],
-            };
+            return not_logged_in(MsgStatus::NotFound, detail);
         };
+        self.open_session(&mut sessions, address, peer, token, "session resumed")
+    }
+
+    /// Opens `address`'s session on `peer`'s connection under `token`, within the limits.
+    fn open_session(
+        &self,
+        sessions: &mut Sessions,
+        address: [u8; 32],
+        peer: PeerId,
+        token: [u8; 32],
+        what: &str,
+    ) -> MsgMessage {
         if let Err(e) = sessions.admit(&address, &peer) {
-            return MsgMessage::LoggedIn {
-                outcome: MsgOutcome::new(MsgStatus::Quota, e.to_string()),
-                session_token: [0; 32],
-            };
+            return not_logged_in(MsgStatus::Quota, e.to_string());
         }
         let timeout = self.config.deliver_timeout.0;
         sessions.insert(address, Session::start(self.net.clone(), peer, token, timeout));
         self.stats.logins.inc();
-        tracing::debug!(%peer, user = %short(&address), "session resumed");
+        tracing::debug!(%peer, user = %short(&address), "{what}");
         MsgMessage::LoggedIn { outcome: MsgOutcome::ok(), session_token: token }
     }
 

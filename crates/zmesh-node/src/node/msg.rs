@@ -13,6 +13,7 @@
 
 use std::time::{Duration, Instant};
 
+use futures::FutureExt;
 use libp2p::request_response::{self, Message, ResponseChannel};
 use libp2p::swarm::ConnectionId;
 use libp2p::{Multiaddr, PeerId};
@@ -303,11 +304,20 @@ impl Node {
             _ => false,
         };
         tokio::spawn(async move {
-            let answer = if as_holder {
-                relay.answer_as_holder(peer, request).await
-            } else {
-                relay.handle_client(peer, request).await
+            let work = async {
+                if as_holder {
+                    relay.answer_as_holder(peer, request).await
+                } else {
+                    relay.handle_client(peer, request).await
+                }
             };
+            // Every admitted request must come back, or its window and gate slots stay taken:
+            // a handler that panics still gets an answer.
+            let result = std::panic::AssertUnwindSafe(work).catch_unwind().await;
+            let answer = result.unwrap_or_else(|_| {
+                tracing::error!(%peer, "a messaging handler panicked");
+                answer(MsgStatus::Internal, "the request failed on this node")
+            });
             let _ = answers.send((connection, channel, answer)).await;
         });
     }

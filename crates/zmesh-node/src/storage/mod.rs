@@ -65,23 +65,25 @@ impl StorageNet {
                 .await
                 .map_err(|e| format!("local holder: {e}"));
         }
-        let (tx, rx) = oneshot::channel();
-        let command = Command::StoreRequest {
+        let make = |reply| Command::StoreRequest {
             peer: peer.0,
             addrs: peer.1,
             message: Box::new(message),
-            reply: tx,
+            reply,
         };
-        self.commands.send(command).await.map_err(|_| "node stopped".to_string())?;
-        await_answer(rx, timeout).await
+        request_through(&self.commands, make, timeout).await
     }
 }
 
-/// Waits at most `timeout` for the node task's answer to a request it sent for us.
-pub(crate) async fn await_answer<T>(
-    rx: oneshot::Receiver<Result<T, String>>,
+/// Has the node task send a request to a peer (`make` builds the command around the reply
+/// channel) and waits at most `timeout` for its answer.
+pub(crate) async fn request_through<T>(
+    commands: &mpsc::Sender<Command>,
+    make: impl FnOnce(oneshot::Sender<Result<T, String>>) -> Command,
     timeout: Duration,
 ) -> Result<T, String> {
+    let (tx, rx) = oneshot::channel();
+    commands.send(make(tx)).await.map_err(|_| "node stopped".to_string())?;
     match tokio::time::timeout(timeout, rx).await {
         Ok(Ok(answer)) => answer,
         Ok(Err(_)) => Err("node stopped".into()),

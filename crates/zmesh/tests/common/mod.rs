@@ -3,6 +3,7 @@
 #![allow(dead_code)]
 
 pub mod chunks;
+pub mod follow;
 pub mod raw;
 
 use std::path::{Path, PathBuf};
@@ -16,6 +17,16 @@ use zmesh_node::RuntimeInfo;
 use zmesh_node::node::reports::{PeersReport, StatusReport};
 
 pub const BIN: &str = env!("CARGO_BIN_EXE_zmesh");
+
+/// Fast dead-peer detection (PING every second, dead after three PONGs later than 500 ms), so
+/// lookups stop offering killed nodes within seconds.
+pub const FAST_KEEPALIVE: [&str; 3] =
+    ["keepalive.ping_interval=1s", "keepalive.ping_jitter=100ms", "keepalive.pong_timeout=500ms"];
+
+/// [`FAST_KEEPALIVE`], then `extra`.
+pub fn fast_keepalive_with(extra: &[&'static str]) -> Vec<&'static str> {
+    FAST_KEEPALIVE.iter().chain(extra).copied().collect()
+}
 
 /// Polls `check` every 100 ms until it returns `Some`, or panics with `what` after `timeout`.
 pub fn wait_for<T>(what: &str, timeout: Duration, mut check: impl FnMut() -> Option<T>) -> T {

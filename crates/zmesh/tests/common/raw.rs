@@ -25,6 +25,12 @@ pub const MSG_PROTOCOL: StreamProtocol = StreamProtocol::new("/zmesh/msg/1.0");
 /// The most response bytes read back.
 const MAX_RESPONSE: u64 = 32 << 20;
 
+async fn read_to_end<T: AsyncRead + Unpin>(io: &mut T) -> io::Result<Vec<u8>> {
+    let mut out = Vec::new();
+    io.take(MAX_RESPONSE).read_to_end(&mut out).await?;
+    Ok(out)
+}
+
 /// Writes requests as given and reads responses to the end of the stream.
 #[derive(Debug, Clone, Default)]
 pub struct RawCodec;
@@ -39,9 +45,7 @@ impl request_response::Codec for RawCodec {
         _: &StreamProtocol,
         io: &mut T,
     ) -> io::Result<Vec<u8>> {
-        let mut out = Vec::new();
-        io.take(MAX_RESPONSE).read_to_end(&mut out).await?;
-        Ok(out)
+        read_to_end(io).await
     }
 
     async fn read_response<T: AsyncRead + Unpin + Send>(
@@ -49,9 +53,7 @@ impl request_response::Codec for RawCodec {
         _: &StreamProtocol,
         io: &mut T,
     ) -> io::Result<Vec<u8>> {
-        let mut out = Vec::new();
-        io.take(MAX_RESPONSE).read_to_end(&mut out).await?;
-        Ok(out)
+        read_to_end(io).await
     }
 
     async fn write_request<T: AsyncWrite + Unpin + Send>(
